@@ -1,0 +1,123 @@
+"""enkrypt_async: a fast asyncio client for Enkrypt AI's guardrailed AI proxy.
+
+Example:
+    >>> import enkrypt_async
+    >>> async def main() -> None:
+    ...     async with enkrypt_async.EnkryptClient() as client:
+    ...         completion = await client.completions.create(prompt="Hello")
+    ...         print(completion.choices[0].text)
+"""
+
+from ._client import EnkryptClient
+from ._completions import Completions, StreamOptions
+from ._config import (
+    NOT_GIVEN,
+    USE_CLIENT_DEFAULT,
+    NotGiven,
+    Timeout,
+    UseClientDefault,
+)
+from ._exceptions import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ClientClosedError,
+    ConfigurationError,
+    ConflictError,
+    DecodeError,
+    EnkryptError,
+    GuardrailsBlockedError,
+    InternalServerError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    StreamConsumedError,
+    StreamError,
+    UnprocessableEntityError,
+)
+from ._models import (
+    AdherenceDetection,
+    BiasDetection,
+    Completion,
+    CompletionChoice,
+    CopyrightIPDetection,
+    ErrorInfo,
+    GuardrailsDetails,
+    GuardrailsReport,
+    GuardrailsSummary,
+    HallucinationDetection,
+    InjectionAttackDetection,
+    KeywordDetection,
+    Logprobs,
+    NSFWDetection,
+    PIIDetection,
+    PolicyDetections,
+    PolicyViolationDetection,
+    RelevancyDetection,
+    SpongeAttackDetection,
+    SystemPromptDetection,
+    TopicDetection,
+    ToxicityDetection,
+    Usage,
+)
+from ._streaming import CompletionStream, Stream
+from ._version import __version__
+
+__all__ = [
+    "NOT_GIVEN",
+    "USE_CLIENT_DEFAULT",
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AdherenceDetection",
+    "AuthenticationError",
+    "BadRequestError",
+    "BiasDetection",
+    "ClientClosedError",
+    "Completion",
+    "CompletionChoice",
+    "CompletionStream",
+    "Completions",
+    "ConfigurationError",
+    "ConflictError",
+    "CopyrightIPDetection",
+    "DecodeError",
+    "EnkryptClient",
+    "EnkryptError",
+    "ErrorInfo",
+    "GuardrailsBlockedError",
+    "GuardrailsDetails",
+    "GuardrailsReport",
+    "GuardrailsSummary",
+    "HallucinationDetection",
+    "InjectionAttackDetection",
+    "InternalServerError",
+    "KeywordDetection",
+    "Logprobs",
+    "NSFWDetection",
+    "NotFoundError",
+    "NotGiven",
+    "PIIDetection",
+    "PermissionDeniedError",
+    "PolicyDetections",
+    "PolicyViolationDetection",
+    "RateLimitError",
+    "RelevancyDetection",
+    "SpongeAttackDetection",
+    "Stream",
+    "StreamConsumedError",
+    "StreamError",
+    "StreamOptions",
+    "SystemPromptDetection",
+    "Timeout",
+    "TopicDetection",
+    "ToxicityDetection",
+    "UnprocessableEntityError",
+    "Usage",
+    "UseClientDefault",
+    "__version__",
+]

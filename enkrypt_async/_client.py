@@ -1,0 +1,550 @@
+"""`EnkryptClient`: the session's lifecycle and the one request pipeline.
+
+Every endpoint goes through `EnkryptClient._post`: headers and timeouts merged with
+per-request overrides, the JSON body sent buffered, retries with backoff, and the
+single boundary where aiohttp errors become ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Final, TypeVar
+
+import aiohttp
+import msgspec
+
+from ._config import (
+    DEFAULT_MAX_EVENT_SIZE,
+    DEFAULT_MAX_RESPONSE_SIZE,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_POOL_LIMIT,
+    DEFAULT_TIMEOUT,
+    USE_CLIENT_DEFAULT,
+    Settings,
+    Timeout,
+    UseClientDefault,
+    check_headers,
+    join_tags,
+    refresh_cache_value,
+)
+from ._exceptions import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    ClientClosedError,
+    ConfigurationError,
+    DecodeError,
+    EnkryptError,
+    blocked_error_class,
+    map_exceptions,
+    status_error_class,
+)
+from ._models import ErrorInfo, convert_detections, error_envelope_decoder
+from ._retry import RETRY_STATUSES, retry_delay
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._completions import Completions
+
+__all__ = ["EnkryptClient", "RequestOptions"]
+
+logger: Final = logging.getLogger("enkrypt_async")
+
+USER_AGENT: Final = f"enkrypt-async/{__version__} aiohttp/{aiohttp.__version__}"
+
+#: aiohttp's errors, mapped to ours; the first match wins, so subclasses come first.
+TRANSPORT_ERRORS: Final[Mapping[type[BaseException], type[EnkryptError]]] = {
+    asyncio.TimeoutError: APITimeoutError,
+    TimeoutError: APITimeoutError,
+    aiohttp.InvalidURL: ConfigurationError,
+    aiohttp.ClientError: APIConnectionError,
+    OSError: APIConnectionError,
+}
+
+#: Error bodies are read for diagnosis only; anything longer is cut.
+MAX_ERROR_BODY: Final = 1024 * 1024
+
+_encoder: Final = msgspec.json.Encoder()
+
+T = TypeVar("T")
+
+
+class _State(enum.Enum):
+    UNOPENED = 1
+    OPENED = 2
+    CLOSED = 3
+
+
+@dataclass(frozen=True, slots=True)
+class RequestOptions:
+    """Per-request overrides of the client's settings (`USE_CLIENT_DEFAULT` keeps)."""
+
+    deployment: str | UseClientDefault = USE_CLIENT_DEFAULT
+    tags: str | Sequence[str] | UseClientDefault | None = USE_CLIENT_DEFAULT
+    refresh_cache: bool | UseClientDefault | None = USE_CLIENT_DEFAULT
+    timeout: float | Timeout | UseClientDefault | None = USE_CLIENT_DEFAULT
+    max_retries: int | UseClientDefault = USE_CLIENT_DEFAULT
+    extra_headers: Mapping[str, str] | None = None
+
+
+def _aiohttp_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
+    # aiohttp's ``connect`` spans waiting for a pooled connection and opening it;
+    # ``sock_connect`` is the TCP/TLS handshake alone; ``sock_read`` each read.
+    return aiohttp.ClientTimeout(
+        total=timeout.total,
+        connect=timeout.pool,
+        sock_connect=timeout.connect,
+        sock_read=timeout.read,
+    )
+
+
+def _check_retries(max_retries: int) -> int:
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int):
+        raise ConfigurationError(f"max_retries must be an int, not {max_retries!r}")
+    if max_retries < 0:
+        raise ConfigurationError(f"max_retries must be >= 0, got {max_retries}")
+    return max_retries
+
+
+def release(response: aiohttp.ClientResponse) -> None:
+    """Give the connection back: to the pool if the body was read, else close it."""
+    if response.content.at_eof():
+        response.release()
+    else:
+        response.close()
+
+
+def excerpt(data: str | bytes, size: int = 200) -> str:
+    """The start of a body, as text, for error messages."""
+    text = (
+        data if isinstance(data, str) else data[: size * 4].decode("utf-8", "replace")
+    )
+    return text if len(text) <= size else text[:size] + "..."
+
+
+def error_in(data: str | bytes) -> ErrorInfo | str | None:
+    """The top-level ``error`` a 200 body or a stream event carries, if any."""
+    # Cheap pre-filter: '"error"' escaped inside a JSON string cannot match.
+    if ('"error"' if isinstance(data, str) else b'"error"') not in data:  # type: ignore[operator]
+        return None
+    try:
+        return error_envelope_decoder.decode(data).error
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None  # not an error envelope; the body's own decoder will judge
+
+
+def decode_body(
+    decoder: msgspec.json.Decoder[T], data: str | bytes, request_id: str | None
+) -> T:
+    """Decode a success body, turning msgspec's errors into `DecodeError`."""
+    try:
+        return decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise DecodeError(
+            f"Response is not the expected JSON ({exc}): {excerpt(data)!r}",
+            excerpt=excerpt(data),
+            request_id=request_id,
+        ) from exc
+
+
+def request_id_of(headers: Mapping[str, str], body: object = None) -> str | None:
+    """The proxy's id for a request, from the headers or an error body."""
+    found = headers.get("x-request-id") or headers.get("x-kong-request-id")
+    if found is None and isinstance(body, dict):
+        value = body.get("request_id")
+        if isinstance(value, str):
+            found = value
+    return found
+
+
+def _error_message(status: int, reason: str | None, body: object) -> str:
+    detail: object = None
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            detail = error.get("message")
+        elif isinstance(error, str):
+            detail = body.get("message") or error
+        if detail is None:
+            detail = body.get("message") or body.get("detail")
+    elif isinstance(body, str):
+        detail = body[:200]
+    text = detail if isinstance(detail, str) else msgspec.json.encode(detail).decode()
+    return f"HTTP {status} {reason or ''}".rstrip() + (f": {text}" if detail else "")
+
+
+def status_error(
+    status: int, reason: str | None, headers: Mapping[str, str], raw: bytes
+) -> APIStatusError:
+    """Build the typed error for an HTTP error status (the one table)."""
+    try:
+        body: object = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        body = raw.decode("utf-8", "replace")
+    request_id = request_id_of(headers, body)
+    message = _error_message(status, reason, body)
+    if isinstance(body, dict) and isinstance(
+        body.get("enkrypt_policy_detections"), dict
+    ):
+        try:
+            detections = convert_detections(body["enkrypt_policy_detections"])
+        except msgspec.ValidationError:
+            pass  # a shape we cannot read: still an error of the status's class
+        else:
+            blocked = f" (guardrails: {', '.join(_flagged_names(detections))})"
+            return blocked_error_class(status)(
+                message + blocked,
+                status_code=status,
+                body=body,
+                headers=headers,
+                request_id=request_id,
+                detections=detections,
+            )
+    return status_error_class(status)(
+        message, status_code=status, body=body, headers=headers, request_id=request_id
+    )
+
+
+def _flagged_names(detections: object) -> list[str]:
+    flagged = getattr(detections, "flagged", {})
+    names = [f"{side}:{name}" for side, found in flagged.items() for name in found]
+    return names or ["none flagged"]
+
+
+class EnkryptClient:
+    """An asyncio client for Enkrypt AI's guardrailed AI proxy.
+
+    One ``aiohttp.ClientSession`` is opened lazily on the first request and reused
+    for every request (keep-alive pooling); it is closed by `aclose` only if the
+    client created it. Use it as ``async with`` or call `aclose` yourself.
+
+    Args:
+        api_key: Enkrypt API key; default ``$ENKRYPT_API_KEY``.
+        deployment: Deployment name for ``X-Enkrypt-Deployment``; default
+            ``$ENKRYPT_DEPLOYMENT``.
+        base_url: Proxy base URL; default ``$ENKRYPT_BASE_URL``, else
+            ``https://api.enkryptai.com/ai-proxy``.
+        tags: Tags for ``X-Enkrypt-Tags`` (a string or a sequence, comma-joined).
+        refresh_cache: ``X-Enkrypt-Refresh-Cache``; None leaves the header out.
+        timeout: A `Timeout`, a number (the read timeout), or None for no limits.
+        max_retries: Retries after a connection error, timeout or retryable status.
+        default_headers: Extra headers sent with every request.
+        session: A caller-owned ``aiohttp.ClientSession``: used, never closed.
+        pool_limit: Connections our own pool may open at once.
+        max_event_size: Largest single streamed event accepted, in bytes.
+        max_response_size: Largest whole (decompressed) response body accepted.
+
+    Raises:
+        ConfigurationError: No API key, or a malformed setting.
+
+    Example:
+        >>> async def main() -> None:
+        ...     async with EnkryptClient(deployment="my-deployment") as client:
+        ...         completion = await client.completions.create(prompt="Hi")
+        ...         print(completion.choices[0].text)
+    """
+
+    completions: Completions
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        deployment: str | None = None,
+        base_url: str | None = None,
+        tags: str | Sequence[str] | None = None,
+        refresh_cache: bool | None = None,
+        timeout: float | Timeout | None = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        default_headers: Mapping[str, str] | None = None,
+        session: aiohttp.ClientSession | None = None,
+        pool_limit: int = DEFAULT_POOL_LIMIT,
+        max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+        max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
+    ) -> None:
+        from ._completions import Completions
+
+        self._settings = Settings.resolve(
+            api_key=api_key, deployment=deployment, base_url=base_url
+        )
+        self._timeout = Timeout.coerce(timeout)
+        self._aiohttp_timeout = _aiohttp_timeout(self._timeout)
+        self._max_retries = _check_retries(max_retries)
+        if pool_limit < 0:
+            raise ConfigurationError("pool_limit must be >= 0 (0: no limit)")
+        if max_event_size <= 0 or max_response_size <= 0:
+            raise ConfigurationError("max_event_size and max_response_size must be > 0")
+        self._pool_limit = pool_limit
+        self.max_event_size = max_event_size
+        self.max_response_size = max_response_size
+        self._headers = self._build_headers(tags, refresh_cache, default_headers)
+        self._session = session
+        self._owns_session = session is None
+        self._state = _State.UNOPENED
+        self._rng = random.Random()
+        self.completions = Completions(self)
+
+    def _build_headers(
+        self,
+        tags: str | Sequence[str] | None,
+        refresh_cache: bool | None,
+        default_headers: Mapping[str, str] | None,
+    ) -> dict[str, str]:
+        headers = {
+            "User-Agent": USER_AGENT,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "apikey": self._settings.api_key,
+        }
+        if self._settings.deployment is not None:
+            headers["X-Enkrypt-Deployment"] = self._settings.deployment
+        joined = join_tags(tags)
+        if joined is not None:
+            headers["X-Enkrypt-Tags"] = joined
+        refresh = refresh_cache_value(refresh_cache)
+        if refresh is not None:
+            headers["X-Enkrypt-Refresh-Cache"] = refresh
+        headers.update(check_headers(default_headers, "default_headers"))
+        return headers
+
+    @property
+    def base_url(self) -> str:
+        """The proxy base URL requests go to (no trailing slash)."""
+        return self._settings.base_url
+
+    @property
+    def deployment(self) -> str | None:
+        """The default deployment name."""
+        return self._settings.deployment
+
+    @property
+    def timeout(self) -> Timeout:
+        """The default timeouts."""
+        return self._timeout
+
+    @property
+    def max_retries(self) -> int:
+        """The default number of retries."""
+        return self._max_retries
+
+    @property
+    def is_closed(self) -> bool:
+        """True once `aclose` was called."""
+        return self._state is _State.CLOSED
+
+    def __repr__(self) -> str:
+        return (
+            f"<EnkryptClient base_url={self.base_url!r} "
+            f"deployment={self.deployment!r} state={self._state.name.lower()}>"
+        )
+
+    async def __aenter__(self) -> EnkryptClient:
+        if self._state is _State.CLOSED:
+            raise ClientClosedError("Cannot reopen an EnkryptClient after aclose()")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the client and the session it created (idempotent).
+
+        A caller-owned session is left open.
+        """
+        self._state = _State.CLOSED
+        session, self._session = self._session, None
+        if session is not None and self._owns_session and not session.closed:
+            await session.close()
+
+    def __del__(self) -> None:
+        session = getattr(self, "_session", None)
+        if (
+            getattr(self, "_owns_session", False)
+            and session is not None
+            and not session.closed
+        ):
+            warnings.warn(
+                f"Unclosed {self!r}: use 'async with EnkryptClient()' or "
+                "'await client.aclose()'",
+                ResourceWarning,
+                source=self,
+                stacklevel=1,
+            )
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        if self._state is _State.CLOSED:
+            raise ClientClosedError("This EnkryptClient was closed by aclose()")
+        session = self._session
+        if session is None:
+            # Created inside the running loop, on first use.
+            connector = aiohttp.TCPConnector(limit=self._pool_limit)
+            session = self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self._aiohttp_timeout,
+                raise_for_status=False,
+            )
+        elif session.closed:
+            raise ClientClosedError(
+                "The aiohttp session given to EnkryptClient is closed"
+            )
+        self._state = _State.OPENED
+        return session
+
+    def _request_headers(
+        self, options: RequestOptions, *, stream: bool
+    ) -> dict[str, str]:
+        headers = dict(self._headers)
+        if stream:
+            headers["Accept"] = "text/event-stream"
+        if not isinstance(options.deployment, UseClientDefault):
+            headers["X-Enkrypt-Deployment"] = check_headers(
+                {"X-Enkrypt-Deployment": options.deployment}, "deployment"
+            )["X-Enkrypt-Deployment"]
+        if not isinstance(options.tags, UseClientDefault):
+            joined = join_tags(options.tags)
+            headers.pop("X-Enkrypt-Tags", None)
+            if joined is not None:
+                headers["X-Enkrypt-Tags"] = joined
+        if not isinstance(options.refresh_cache, UseClientDefault):
+            refresh = refresh_cache_value(options.refresh_cache)
+            headers.pop("X-Enkrypt-Refresh-Cache", None)
+            if refresh is not None:
+                headers["X-Enkrypt-Refresh-Cache"] = refresh
+        headers.update(check_headers(options.extra_headers, "extra_headers"))
+        if "X-Enkrypt-Deployment" not in headers:
+            raise ConfigurationError(
+                "No deployment: pass deployment=... or set $ENKRYPT_DEPLOYMENT"
+            )
+        return headers
+
+    async def _post(
+        self,
+        path: str,
+        body: Mapping[str, object],
+        options: RequestOptions,
+        *,
+        stream: bool,
+    ) -> aiohttp.ClientResponse:
+        """Send one request, retrying as configured, and return the response.
+
+        The returned response has a success status and an unread body; the caller
+        must release it. Error statuses are read, released and raised here.
+        """
+        headers = self._request_headers(options, stream=stream)
+        timeout = self._aiohttp_timeout
+        if not isinstance(options.timeout, UseClientDefault):
+            timeout = _aiohttp_timeout(Timeout.coerce(options.timeout))
+        retries = self._max_retries
+        if not isinstance(options.max_retries, UseClientDefault):
+            retries = _check_retries(options.max_retries)
+        try:
+            payload = _encoder.encode(body)
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise ConfigurationError(f"Request body cannot be encoded: {exc}") from exc
+        session = self._open_session()
+        url = self._settings.base_url + path
+        attempt = 0
+        while True:
+            try:
+                return await self._attempt(session, url, payload, headers, timeout)
+            except (APIConnectionError, APIStatusError) as exc:
+                delay = self._retry_delay(exc, attempt, retries)
+                if delay is None:
+                    raise
+                attempt += 1
+                logger.info(
+                    "POST %s failed (%s); retry %d of %d in %.2fs",
+                    path,
+                    exc.message,
+                    attempt,
+                    retries,
+                    delay,
+                )
+            await asyncio.sleep(delay)
+
+    async def _attempt(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        payload: bytes,
+        headers: dict[str, str],
+        timeout: aiohttp.ClientTimeout,
+    ) -> aiohttp.ClientResponse:
+        started = time.monotonic()
+        with map_exceptions(TRANSPORT_ERRORS):
+            response = await session.post(
+                url, data=payload, headers=headers, timeout=timeout
+            )
+        if response.status >= 400:
+            raise await self._read_error(response)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "POST %s -> %d in %.3fs (request id %s)",
+                response.url.path,
+                response.status,
+                time.monotonic() - started,
+                request_id_of(response.headers),
+            )
+        return response
+
+    def _retry_delay(
+        self, error: APIConnectionError | APIStatusError, attempt: int, retries: int
+    ) -> float | None:
+        """Seconds to wait before retrying after ``error``, or None to raise it."""
+        if attempt >= retries:
+            return None
+        headers: Mapping[str, str] | None = None
+        if isinstance(error, APIStatusError):
+            if error.status_code not in RETRY_STATUSES:
+                return None
+            headers = error.headers
+        return retry_delay(attempt, headers, now=time.time(), jitter=self._rng.random())
+
+    async def _read_error(self, response: aiohttp.ClientResponse) -> APIStatusError:
+        try:
+            raw = await read_body(response, MAX_ERROR_BODY, truncate=True)
+        except APIConnectionError:
+            raw = b""  # the status alone still says what happened
+        finally:
+            release(response)
+        return status_error(response.status, response.reason, response.headers, raw)
+
+
+async def read_body(
+    response: aiohttp.ClientResponse, limit: int, *, truncate: bool = False
+) -> bytes:
+    """Read a whole body, at most ``limit`` bytes (after decompression).
+
+    Raises:
+        APIError: The body is larger than ``limit`` (unless ``truncate``).
+        APIConnectionError: The connection failed or timed out while reading.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    with map_exceptions(TRANSPORT_ERRORS):
+        async for chunk in response.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                if truncate:
+                    chunks.append(chunk[: len(chunk) - (size - limit)])
+                    break
+                raise APIError(
+                    f"Response body exceeds the {limit}-byte limit (max_response_size)",
+                    request_id=request_id_of(response.headers),
+                )
+            chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,205 @@
+"""Configuration: defaults, sentinels, `Timeout`, and the environment (read here)."""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from ._exceptions import ConfigurationError
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_EVENT_SIZE",
+    "DEFAULT_MAX_RESPONSE_SIZE",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_TIMEOUT",
+    "NOT_GIVEN",
+    "USE_CLIENT_DEFAULT",
+    "NotGiven",
+    "Timeout",
+    "UseClientDefault",
+]
+
+DEFAULT_BASE_URL: Final = "https://api.enkryptai.com/ai-proxy"
+DEFAULT_MAX_RETRIES: Final = 2
+#: Largest single Server-Sent Event accepted before the stream fails.
+DEFAULT_MAX_EVENT_SIZE: Final = 16 * 1024 * 1024
+#: Largest whole response body accepted, after decompression.
+DEFAULT_MAX_RESPONSE_SIZE: Final = 32 * 1024 * 1024
+#: Total connections the client's own pool may open (aiohttp's default is 100).
+DEFAULT_POOL_LIMIT: Final = 100
+
+ENV_API_KEY: Final = "ENKRYPT_API_KEY"
+ENV_DEPLOYMENT: Final = "ENKRYPT_DEPLOYMENT"
+ENV_BASE_URL: Final = "ENKRYPT_BASE_URL"
+
+
+class NotGiven(enum.Enum):
+    """Type of `NOT_GIVEN`: a request parameter left out of the JSON body."""
+
+    NOT_GIVEN = enum.auto()
+
+    def __bool__(self) -> Literal[False]:
+        return False
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+
+class UseClientDefault(enum.Enum):
+    """Type of `USE_CLIENT_DEFAULT`: a per-request option that keeps the client's."""
+
+    USE_CLIENT_DEFAULT = enum.auto()
+
+    def __bool__(self) -> Literal[False]:
+        return False
+
+    def __repr__(self) -> str:
+        return "USE_CLIENT_DEFAULT"
+
+
+#: Leave this parameter out of the request body (``None`` would send ``null``).
+NOT_GIVEN: Final = NotGiven.NOT_GIVEN
+#: Keep the client's setting for this request (``None`` switches the option off).
+USE_CLIENT_DEFAULT: Final = UseClientDefault.USE_CLIENT_DEFAULT
+
+
+def _check_seconds(name: str, value: float | None) -> None:
+    if value is not None and not value > 0:
+        raise ConfigurationError(f"Timeout.{name} must be > 0 or None, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Timeout:
+    """How long a request may take, in seconds; ``None`` disables a limit.
+
+    Attributes:
+        connect: Longest wait to open a TCP (and TLS) connection.
+        read: Longest wait for each piece of data from the server, so also the
+            longest silence allowed between two stream events.
+        total: Longest time for the whole request, body or stream included.
+        pool: Longest wait for a free connection from the pool.
+
+    Example:
+        >>> Timeout(read=30.0)
+        Timeout(connect=5.0, read=30.0, total=None, pool=None)
+    """
+
+    connect: float | None = 5.0
+    read: float | None = 600.0
+    total: float | None = None
+    pool: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "read", "total", "pool"):
+            _check_seconds(name, getattr(self, name))
+
+    @classmethod
+    def coerce(cls, value: float | Timeout | None) -> Timeout:
+        """Build a `Timeout` from what users pass as ``timeout=``.
+
+        A plain number sets `read`; ``None`` disables every limit.
+        """
+        if isinstance(value, Timeout):
+            return value
+        if value is None:
+            return cls(connect=None, read=None, total=None, pool=None)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigurationError(
+                f"timeout must be a number, a Timeout or None, not {value!r}"
+            )
+        return cls(read=float(value))
+
+
+DEFAULT_TIMEOUT: Final = Timeout()
+
+
+def _header_value(name: str, value: str) -> str:
+    """Refuse values that would split or smuggle an HTTP header."""
+    if any((ord(char) < 0x20 and char != "\t") or ord(char) == 0x7F for char in value):
+        raise ConfigurationError(f"{name} contains a control character (CR, LF...)")
+    return value
+
+
+def join_tags(tags: str | Sequence[str] | None) -> str | None:
+    """Return the ``X-Enkrypt-Tags`` header value for ``tags`` (comma-joined)."""
+    if tags is None:
+        return None
+    if isinstance(tags, str):
+        return _header_value("tags", tags)
+    for tag in tags:
+        if not isinstance(tag, str):
+            raise ConfigurationError(f"tags must be strings, got {tag!r}")
+        if "," in tag:
+            raise ConfigurationError(f"a tag cannot contain a comma: {tag!r}")
+    return _header_value("tags", ",".join(tags))
+
+
+def refresh_cache_value(refresh_cache: bool | None) -> str | None:
+    """Return the ``X-Enkrypt-Refresh-Cache`` header value, or None to omit it."""
+    if refresh_cache is None:
+        return None
+    if not isinstance(refresh_cache, bool):
+        raise ConfigurationError(
+            f"refresh_cache must be a bool or None, got {refresh_cache!r}"
+        )
+    return "true" if refresh_cache else "false"
+
+
+def check_headers(headers: Mapping[str, str] | None, what: str) -> dict[str, str]:
+    """Validate caller-supplied headers and return them as a plain dict."""
+    if headers is None:
+        return {}
+    checked: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise ConfigurationError(f"{what} names and values must be strings")
+        checked[_header_value(f"{what} name", name)] = _header_value(
+            f"{what} {name!r}", value
+        )
+    return checked
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The resolved connection settings of a client (arguments, else environment)."""
+
+    api_key: str
+    deployment: str | None
+    base_url: str
+
+    def __repr__(self) -> str:
+        # The key stays out of every repr, log line and error message.
+        return f"Settings(deployment={self.deployment!r}, base_url={self.base_url!r})"
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        api_key: str | None,
+        deployment: str | None,
+        base_url: str | None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Settings:
+        """Merge explicit arguments with ``ENKRYPT_*`` environment variables."""
+        env = os.environ if environ is None else environ
+        key = api_key if api_key is not None else env.get(ENV_API_KEY)
+        if not key:
+            raise ConfigurationError(
+                f"No API key: pass api_key=... or set ${ENV_API_KEY}"
+            )
+        dep = deployment if deployment is not None else env.get(ENV_DEPLOYMENT) or None
+        url = base_url if base_url is not None else env.get(ENV_BASE_URL) or None
+        url = (url or DEFAULT_BASE_URL).rstrip("/")
+        if not url.startswith(("https://", "http://")):
+            raise ConfigurationError(
+                f"base_url must start with https:// or http://, got {url!r}"
+            )
+        return cls(
+            api_key=_header_value("api_key", key),
+            deployment=None if dep is None else _header_value("deployment", dep),
+            base_url=_header_value("base_url", url),
+        )

@@ -1,0 +1,493 @@
+"""msgspec Structs for the response of ``POST /ai-proxy/completions``.
+
+One shape serves a whole response and every streamed chunk, so every field is
+optional, defaulting to ``None`` or an empty container, and unknown keys are ignored
+at every level. Decoding is lax (``strict=False``): where the declared type is not
+``str``, strings holding numbers decode to ``int``/``float`` (the proxy sends
+``"0.998087"``; ``"nan"`` and ``"inf"`` pass too), integral floats up to ``2**53``
+to ``int``, ``"true"``/``"false"``/``"1"``/``"0"``/``1``/``0`` to ``bool``, and the
+string ``"null"`` to ``None``.
+
+Integers stay exact up to CPython's 4300-digit limit (beyond, a
+`msgspec.ValidationError`), so a ``choices[].seed`` above ``2**63`` survives. msgspec
+before 0.19 corrupted JSON integers from ``2**64 + 10**18`` to ``2 * 10**19 - 1``
+(msgspec PR #751).
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Final, TypeAlias
+
+import msgspec
+
+__all__ = [
+    "AdherenceDetection",
+    "BiasDetection",
+    "Completion",
+    "CompletionChoice",
+    "CopyrightIPDetection",
+    "ErrorInfo",
+    "GuardrailsDetails",
+    "GuardrailsReport",
+    "GuardrailsSummary",
+    "HallucinationDetection",
+    "InjectionAttackDetection",
+    "KeywordDetection",
+    "Logprobs",
+    "NSFWDetection",
+    "PIIDetection",
+    "PolicyDetections",
+    "PolicyViolationDetection",
+    "RelevancyDetection",
+    "SpongeAttackDetection",
+    "SystemPromptDetection",
+    "TopicDetection",
+    "ToxicityDetection",
+    "Usage",
+]
+
+
+class _Model(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    """Keyword-only, immutable, compact when re-encoded.
+
+    msgspec passes these options down to subclasses, mypy does not: subclasses
+    repeat ``kw_only`` and ``frozen`` for the type checker.
+    """
+
+
+class KeywordDetection(_Model, kw_only=True, frozen=True):
+    """``keyword_detector``: banned keywords found.
+
+    Attributes:
+        detected_keywords: The keywords found; the proxy sends ``{}`` when none.
+        detected_counts: Keyword to number of occurrences.
+        redacted_text: The text with the keywords redacted.
+    """
+
+    detected_keywords: list[str] | dict[str, object] = []
+    detected_counts: dict[str, int] = {}
+    redacted_text: str | None = None
+
+    @property
+    def keywords(self) -> list[str]:
+        """The keywords found as a list (the keys, when the proxy sent a map)."""
+        return list(self.detected_keywords)
+
+
+class PolicyViolationDetection(_Model, kw_only=True, frozen=True):
+    """``policy_violation``: whether the text breaks the deployment's policy.
+
+    Attributes:
+        violating_policy: The policy broken, or ``"No Violation Found"``.
+        explanation: Why.
+    """
+
+    violating_policy: str | None = None
+    explanation: str | None = None
+
+    @property
+    def violated(self) -> bool:
+        """Whether a policy was named, other than ``"No Violation Found"``."""
+        return self.violating_policy not in (None, "", "No Violation Found")
+
+
+class BiasDetection(_Model, kw_only=True, frozen=True):
+    """``bias``: biased wording.
+
+    Attributes:
+        bias_detected: Whether bias was found.
+        debiased_text: A rephrasing without the bias.
+        biased_text: The biased part, when sent.
+    """
+
+    bias_detected: bool | None = None
+    debiased_text: str | None = None
+    biased_text: str | None = None
+
+
+class PIIDetection(_Model, kw_only=True, frozen=True):
+    """``pii``: personal data and secrets, each a map of placeholder to found text.
+
+    For example ``pii={"<EMAIL_ADDRESS_0>": "a@b.c"}``. Entity types other than the
+    ones declared here are ignored when decoding (they never make it fail).
+
+    Attributes:
+        pii: Personal data (names, e-mail addresses, phone numbers...).
+        secrets: API keys, passwords and other secrets.
+        ip_address: IP addresses.
+        url: URLs.
+        person: People's names (Enkrypt's SDK declares them apart from ``pii``).
+    """
+
+    pii: dict[str, str] = {}
+    secrets: dict[str, str] = {}
+    ip_address: dict[str, str] = {}
+    url: dict[str, str] = {}
+    person: dict[str, str] = {}
+
+    @property
+    def entities(self) -> dict[str, dict[str, str]]:
+        """The non-empty maps, keyed by entity type (``{"url": {...}}``)."""
+        return {k: v for k in self.__struct_fields__ if (v := getattr(self, k))}
+
+
+class NSFWDetection(_Model, kw_only=True, frozen=True):
+    """``nsfw``: probabilities that the text is safe or not safe for work.
+
+    Attributes:
+        sfw: Probability of safe for work.
+        nsfw: Probability of not safe for work.
+    """
+
+    sfw: float | None = None
+    nsfw: float | None = None
+
+
+class ToxicityDetection(_Model, kw_only=True, frozen=True):
+    """``toxicity``: a probability (0..1) per category, each field named after one.
+
+    The categories: ``toxicity`` (overall), ``severe_toxicity``, ``obscene``,
+    ``threat``, ``insult`` and ``identity_hate``.
+    """
+
+    toxicity: float | None = None
+    severe_toxicity: float | None = None
+    obscene: float | None = None
+    threat: float | None = None
+    insult: float | None = None
+    identity_hate: float | None = None
+
+
+class InjectionAttackDetection(_Model, kw_only=True, frozen=True):
+    """``injection_attack``: prompt injection probabilities.
+
+    The proxy sends the probabilities as strings (``"0.998087"``); they decode into
+    floats.
+
+    Attributes:
+        safe: Probability that the text is safe.
+        attack: Probability that the text is an injection attack.
+        most_unsafe_content: The most unsafe part, as sent (newer versions).
+        compliance_mapping: Compliance frameworks touched, as sent (newer versions).
+    """
+
+    safe: float | None = None
+    attack: float | None = None
+    most_unsafe_content: object = None
+    compliance_mapping: object = None
+
+
+TopicDetection: TypeAlias = dict[str, float]
+"""``topic_detector``: a free-form map of topic to score (``{"science": 0.93}``).
+
+The wire value is the map itself, so `GuardrailsDetails.topic_detector` is a plain
+``dict`` rather than a Struct wrapping one: ``details.topic_detector["science"]``.
+"""
+
+
+class SystemPromptDetection(_Model, kw_only=True, frozen=True):
+    """``system_prompt``: similarity of the text to the system prompt (leakage).
+
+    Attributes:
+        similarity_score: The similarity, 0..1.
+    """
+
+    similarity_score: float | None = None
+
+
+class CopyrightIPDetection(_Model, kw_only=True, frozen=True):
+    """``copyright_ip``: similarity of the text to protected material.
+
+    Attributes:
+        similarity_score: The similarity, 0..1.
+    """
+
+    similarity_score: float | None = None
+
+
+class SpongeAttackDetection(_Model, kw_only=True, frozen=True):
+    """``sponge_attack``: input crafted to waste compute.
+
+    Attributes:
+        sponge_attack_detected: Whether a sponge attack was found.
+    """
+
+    sponge_attack_detected: bool | None = None
+
+
+class HallucinationDetection(_Model, kw_only=True, frozen=True):
+    """``hallucination``: whether the output is unsupported; field names vary.
+
+    Attributes:
+        score: The score, where sent under this name.
+        hallucination_score: The score, where sent under this name.
+        is_hallucination: The verdict: a bool, or a 0..1 number.
+    """
+
+    score: float | None = None
+    hallucination_score: float | None = None
+    is_hallucination: bool | float | None = None
+
+
+class AdherenceDetection(_Model, kw_only=True, frozen=True):
+    """``adherence``: how closely the output sticks to the given context.
+
+    Attributes:
+        score: The score, where sent under this name.
+        adherence_score: The score, where sent under this name.
+    """
+
+    score: float | None = None
+    adherence_score: float | None = None
+
+
+class RelevancyDetection(_Model, kw_only=True, frozen=True):
+    """``relevancy``: how relevant the output is to the prompt.
+
+    Attributes:
+        score: The score, where sent under this name.
+        relevancy_score: The score, where sent under this name.
+    """
+
+    score: float | None = None
+    relevancy_score: float | None = None
+
+
+class GuardrailsDetails(_Model, kw_only=True, frozen=True):
+    """Per-detector details; only the detectors enabled for the deployment appear.
+
+    Each field holds its detector's Struct (``keyword_detector`` is a
+    `KeywordDetection`, ``pii`` a `PIIDetection`...), except ``topic_detector``:
+    a `TopicDetection` map.
+    """
+
+    keyword_detector: KeywordDetection | None = None
+    policy_violation: PolicyViolationDetection | None = None
+    bias: BiasDetection | None = None
+    pii: PIIDetection | None = None
+    nsfw: NSFWDetection | None = None
+    toxicity: ToxicityDetection | None = None
+    injection_attack: InjectionAttackDetection | None = None
+    topic_detector: TopicDetection | None = None
+    system_prompt: SystemPromptDetection | None = None
+    copyright_ip: CopyrightIPDetection | None = None
+    sponge_attack: SpongeAttackDetection | None = None
+    hallucination: HallucinationDetection | None = None
+    adherence: AdherenceDetection | None = None
+    relevancy: RelevancyDetection | None = None
+
+
+# Summary flags whose name differs from their detector's key in `details`.
+_DETECTOR_OF_FLAG: Final = {
+    "keyword_detected": "keyword_detector",
+    "copyright_ip_similarity": "copyright_ip",
+    "system_prompt_similarity": "system_prompt",
+    "on_topic": "topic_detector",
+}
+
+
+def _fired(flag: str, value: int | list[str] | dict[str, object] | None) -> bool:
+    if value is None or isinstance(value, list | dict):
+        return bool(value)
+    return value == 0 if flag == "on_topic" else value > 0
+
+
+class GuardrailsSummary(_Model, kw_only=True, frozen=True):
+    """Per-detector flags: 1 when the detector fired, 0 when not, absent when off.
+
+    Each flag is named after its detector (see `GuardrailsSummary.flagged` for the
+    few that differ) and is an ``int``, except:
+
+    Attributes:
+        toxicity: The toxicity categories triggered; ``{}`` when none.
+        on_topic: Flag of ``topic_detector``, inverted: **0 means off-topic**.
+    """
+
+    keyword_detected: int | None = None
+    policy_violation: int | None = None
+    bias: int | None = None
+    pii: int | None = None
+    nsfw: int | None = None
+    toxicity: list[str] | dict[str, object] | None = None
+    injection_attack: int | None = None
+    sponge_attack: int | None = None
+    copyright_ip_similarity: int | None = None
+    system_prompt_similarity: int | None = None
+    on_topic: int | None = None
+
+    @property
+    def flagged(self) -> list[str]:
+        """The detectors that fired, in field order, named as in `GuardrailsDetails`.
+
+        A flag fires when > 0, ``toxicity`` when non-empty, ``on_topic`` when 0.
+        ``keyword_detected`` is named ``keyword_detector``, ``on_topic``
+        ``topic_detector``, ``*_similarity`` ``copyright_ip``/``system_prompt``.
+        """
+        return [
+            _DETECTOR_OF_FLAG.get(name, name)
+            for name in self.__struct_fields__
+            if _fired(name, getattr(self, name))
+        ]
+
+
+class GuardrailsReport(_Model, kw_only=True, frozen=True):
+    """What the guardrails found on one side (input or output).
+
+    Attributes:
+        details: Per-detector details.
+        summary: Per-detector flags.
+    """
+
+    details: GuardrailsDetails = msgspec.field(default_factory=GuardrailsDetails)
+    summary: GuardrailsSummary = msgspec.field(default_factory=GuardrailsSummary)
+
+    @property
+    def flagged(self) -> list[str]:
+        """The detectors whose summary flag fired; see `GuardrailsSummary.flagged`."""
+        return self.summary.flagged
+
+
+class PolicyDetections(_Model, kw_only=True, frozen=True):
+    """``enkrypt_policy_detections``: the guardrails' reports; either may be absent.
+
+    Attributes:
+        input_guardrails: The report on the prompt.
+        output_guardrails: The report on the completion.
+    """
+
+    input_guardrails: GuardrailsReport | None = None
+    output_guardrails: GuardrailsReport | None = None
+
+    @property
+    def flagged(self) -> dict[str, list[str]]:
+        """``{"input": [...], "output": [...]}``: the detectors that fired per side."""
+        sides = {"input": self.input_guardrails, "output": self.output_guardrails}
+        return {side: r.flagged if r else [] for side, r in sides.items()}
+
+
+class Usage(_Model, kw_only=True, frozen=True):
+    """Token counts.
+
+    Attributes:
+        prompt_tokens: Tokens in the prompt.
+        completion_tokens: Tokens generated.
+        total_tokens: Both.
+    """
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+
+
+class Logprobs(_Model, kw_only=True, frozen=True):
+    """OpenAI's legacy log probabilities of a choice.
+
+    Attributes:
+        tokens: The tokens.
+        token_logprobs: The log probability of each token (``None`` for the first
+            token of an echoed prompt).
+        top_logprobs: The most likely alternatives at each position.
+        text_offset: Character offset of each token in the text.
+    """
+
+    tokens: list[str] | None = None
+    token_logprobs: list[float | None] | None = None
+    top_logprobs: list[dict[str, float] | None] | None = None
+    text_offset: list[int] | None = None
+
+
+class CompletionChoice(_Model, kw_only=True, frozen=True):
+    """One generated completion, or a piece of it in a streamed chunk.
+
+    Attributes:
+        text: The generated text.
+        index: The choice's position (chunks of several choices interleave).
+        finish_reason: Why generation stopped (``"stop"``, ``"length"``, ``"eos"``,
+            ``"content_filter"``...); ``None`` until the last chunk.
+        logprobs: Log probabilities, when asked for.
+        seed: The seed used, exact even above ``2**64``.
+    """
+
+    text: str = ""
+    index: int = 0
+    finish_reason: str | None = None
+    logprobs: Logprobs | None = None
+    seed: int | None = None
+
+
+class Completion(_Model, kw_only=True, frozen=True):
+    """A completion, or one streamed chunk of it (the shapes are the same).
+
+    Attributes:
+        id: The completion's id.
+        object: ``"text_completion"`` (OpenAI) or ``"text.completion"`` (Together).
+        created: Unix time of creation, in seconds.
+        model: The model that answered.
+        prompt: The prompt as the provider echoed it, if at all (Together sends
+            ``[]``): a string or a list of arbitrary JSON values.
+        choices: The completions.
+        usage: Token counts; often absent from streamed chunks.
+        system_fingerprint: The backend configuration, where sent.
+        enkrypt_policy_detections: What Enkrypt's guardrails found.
+    """
+
+    id: str | None = None
+    object: str | None = None
+    created: int | None = None
+    model: str | None = None
+    # `builtins.` because the field `object` shadows the builtin in this class.
+    prompt: str | list[builtins.object] | None = None
+    choices: list[CompletionChoice] = []
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+    enkrypt_policy_detections: PolicyDetections | None = None
+
+
+class ErrorInfo(_Model, kw_only=True, frozen=True):
+    """An error reported by the proxy or the provider (OpenAI's error object).
+
+    Attributes:
+        message: What went wrong.
+        type: The error's kind (``"invalid_request_error"``...).
+        code: A code, string or number.
+        param: The request parameter at fault.
+    """
+
+    message: str | None = None
+    type: str | None = None
+    code: str | int | None = None
+    param: str | None = None
+
+
+class _ErrorEnvelope(_Model, kw_only=True, frozen=True):
+    """A stream event carrying ``{"error": {...}}`` or ``{"error": "..."}``."""
+
+    error: ErrorInfo | str | None = None
+    message: str | None = None
+
+
+completion_decoder: msgspec.json.Decoder[Completion] = msgspec.json.Decoder(
+    Completion, strict=False
+)
+"""Decodes a response body or one stream event's data into a `Completion`."""
+
+error_envelope_decoder: msgspec.json.Decoder[_ErrorEnvelope] = msgspec.json.Decoder(
+    _ErrorEnvelope, strict=False
+)
+"""Decodes a stream event that carries a top-level ``error`` key."""
+
+
+def convert_detections(obj: object) -> PolicyDetections:
+    """Convert an already decoded JSON value (from an error body) to detections.
+
+    Args:
+        obj: The value of ``enkrypt_policy_detections``.
+
+    Returns:
+        The detections, with the same lax rules as `completion_decoder`.
+
+    Raises:
+        msgspec.ValidationError: ``obj`` does not have the shape of detections.
+    """
+    return msgspec.convert(obj, PolicyDetections, strict=False)

@@ -1,0 +1,355 @@
+"""Streams of Server-Sent-Event chunks over one aiohttp response.
+
+`Stream` is generic over its chunk type so completions and, later, chat share one
+implementation; `CompletionStream` adds `CompletionStream.collect`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Final, Generic, TypeVar
+
+import aiohttp
+import msgspec
+
+from ._client import (
+    decode_body,
+    error_in,
+    excerpt,
+    read_body,
+    release,
+    request_id_of,
+)
+from ._exceptions import (
+    APIConnectionError,
+    APITimeoutError,
+    EnkryptError,
+    StreamConsumedError,
+    StreamError,
+    map_exceptions,
+)
+from ._models import (
+    Completion,
+    CompletionChoice,
+    Logprobs,
+    PolicyDetections,
+    Usage,
+)
+from ._sse import ServerSentEvent, SSEDecoder
+
+__all__ = ["CompletionStream", "Stream"]
+
+ChunkT = TypeVar("ChunkT")
+
+#: Mid-stream failures: a timeout stays a timeout, a broken body is a StreamError.
+_STREAM_ERRORS: Final[Mapping[type[BaseException], type[EnkryptError]]] = {
+    asyncio.TimeoutError: APITimeoutError,
+    TimeoutError: APITimeoutError,
+    aiohttp.ClientPayloadError: StreamError,
+    aiohttp.ClientError: APIConnectionError,
+    OSError: APIConnectionError,
+}
+#: After ``[DONE]``, how long to wait for the end of the body so the connection can
+#: go back to the pool instead of being closed.
+_DRAIN_TIMEOUT: Final = 1.0
+_DRAIN_LIMIT: Final = 64 * 1024
+_DONE: Final = "[DONE]"
+
+
+class Stream(Generic[ChunkT]):
+    """An async iterator of decoded chunks from one streamed response.
+
+    Each ``data:`` event is decoded into ``ChunkT``; ``data: [DONE]`` ends the
+    iteration. A body that ends without ``[DONE]`` raises `StreamError`, so a
+    truncated answer is never mistaken for a complete one. Use it as
+    ``async with`` so the connection is released however the loop ends.
+
+    Attributes:
+        response_headers: The HTTP response headers.
+        request_id: The proxy's id for the request, when it sent one.
+    """
+
+    def __init__(
+        self,
+        response: aiohttp.ClientResponse,
+        decoder: msgspec.json.Decoder[ChunkT],
+        *,
+        max_event_size: int,
+        max_response_size: int,
+    ) -> None:
+        self._response = response
+        self._reader = response.content
+        self._decoder = decoder
+        self._sse = SSEDecoder(max_event_size=max_event_size)
+        self._max_response_size = max_response_size
+        self._pending: deque[ServerSentEvent] = deque()
+        # A JSON answer to a stream request is one whole response, not a stream.
+        self._whole_json = response.content_type == "application/json"
+        self._eof = False
+        self._done = False
+        self._closed = False
+        self.response_headers = response.headers
+        self.request_id = request_id_of(response.headers)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<{type(self).__name__} {state} request_id={self.request_id!r}>"
+
+    async def __aenter__(self) -> Stream[ChunkT]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._close()
+
+    async def aclose(self) -> None:
+        """Release the connection now (idempotent; safe from another task).
+
+        An unread body is not drained: the connection is closed instead, so an
+        abandoned stream never holds a pooled connection.
+        """
+        self._close()
+
+    @property
+    def closed(self) -> bool:
+        """True once the stream finished, failed, or was closed."""
+        return self._closed
+
+    def _close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._done = True
+            release(self._response)
+
+    def __aiter__(self) -> Stream[ChunkT]:
+        if self._closed:
+            raise StreamConsumedError(
+                "This stream was already consumed or closed; request a new one"
+            )
+        return self
+
+    async def __anext__(self) -> ChunkT:
+        while True:
+            while self._pending:
+                chunk = self._decode_event(self._pending.popleft())
+                if chunk is not None:
+                    return chunk
+            if self._done:
+                await self._finish()
+                raise StopAsyncIteration
+            if self._eof:
+                self._close()
+                raise StreamError(
+                    "The stream ended without 'data: [DONE]': the answer is truncated",
+                    request_id=self.request_id,
+                )
+            if self._whole_json:
+                return self._decode_whole(await self._read_whole())
+            await self._read_events()
+
+    async def _read_events(self) -> None:
+        try:
+            with map_exceptions(_STREAM_ERRORS, request_id=self.request_id):
+                data = await self._reader.readany()
+            if data:
+                self._pending.extend(self._sse.feed(data))
+            else:
+                self._eof = True
+                self._pending.extend(self._sse.close())
+        except BaseException as exc:
+            # Cancellation included: a half-read body can never go back to the pool.
+            was_closed = self._closed
+            self._close()
+            if was_closed and isinstance(exc, (StreamError, APIConnectionError)):
+                raise StreamError(
+                    "The stream was closed while it was being read",
+                    request_id=self.request_id,
+                ) from exc
+            raise
+
+    async def _read_whole(self) -> bytes:
+        try:
+            return await read_body(self._response, self._max_response_size)
+        finally:
+            self._done = True
+            self._close()
+
+    def _decode_whole(self, data: bytes) -> ChunkT:
+        self._raise_if_error(data)
+        return decode_body(self._decoder, data, self.request_id)
+
+    def _decode_event(self, event: ServerSentEvent) -> ChunkT | None:
+        data = event.data
+        if data == _DONE:
+            self._done = True
+            self._pending.clear()
+            return None
+        if event.event == "error":
+            self._close()
+            raise StreamError(
+                f"Error event in stream: {excerpt(data)}", request_id=self.request_id
+            )
+        if event.event != "message" or not data:
+            return None  # keep-alive or an event type this client does not know
+        self._raise_if_error(data)
+        try:
+            return self._decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self._close()
+            raise StreamError(
+                f"Malformed chunk in stream ({exc}): {excerpt(data)!r}",
+                request_id=self.request_id,
+            ) from exc
+
+    def _raise_if_error(self, data: str | bytes) -> None:
+        error = error_in(data)
+        if error is None:
+            return
+        self._close()
+        if isinstance(error, str):
+            raise StreamError(error, request_id=self.request_id)
+        raise StreamError(
+            error.message or "Error reported inside the stream",
+            request_id=self.request_id,
+            code=error.code,
+            type=error.type,
+        )
+
+    async def _finish(self) -> None:
+        """After ``[DONE]``: read the end of the body so the connection is reused."""
+        if self._closed:
+            return
+        try:
+            if not self._reader.at_eof():
+                await asyncio.wait_for(self._drain(), _DRAIN_TIMEOUT)
+        except (asyncio.TimeoutError, aiohttp.ClientError, OSError):
+            pass  # the answer is complete; the connection is just not reusable
+        finally:
+            self._close()
+
+    async def _drain(self) -> None:
+        drained = 0
+        while drained <= _DRAIN_LIMIT:
+            data = await self._reader.readany()
+            if not data:
+                return
+            drained += len(data)
+
+
+class CompletionStream(Stream[Completion]):
+    """A stream of `Completion` chunks, as returned by ``create(..., stream=True)``.
+
+    Example:
+        >>> async def main(client: EnkryptClient) -> None:
+        ...     stream = await client.completions.create(prompt="Hi", stream=True)
+        ...     async with stream:
+        ...         async for chunk in stream:
+        ...             print(chunk.choices[0].text, end="")
+    """
+
+    async def __aenter__(self) -> CompletionStream:
+        return self
+
+    def __aiter__(self) -> CompletionStream:
+        super().__aiter__()
+        return self
+
+    async def collect(self) -> Completion:
+        """Consume the rest of the stream and merge it into one `Completion`.
+
+        Text is joined per choice index in arrival order; each choice keeps its
+        last ``finish_reason``; ``usage`` and ``enkrypt_policy_detections`` come
+        from whichever chunk carried them (the last one wins). Chunks already taken
+        with ``async for`` are not included.
+
+        Raises:
+            StreamError: The stream was truncated or reported an error.
+        """
+        merger = _CompletionMerger()
+        async with self:
+            async for chunk in self:
+                merger.add(chunk)
+        return merger.result()
+
+
+class _ChoiceParts:
+    __slots__ = ("finish_reason", "logprobs", "seed", "texts")
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.finish_reason: str | None = None
+        self.seed: int | None = None
+        self.logprobs: list[Logprobs] = []
+
+
+class _CompletionMerger:
+    """Folds completion chunks into one `Completion`."""
+
+    def __init__(self) -> None:
+        self.first: Completion | None = None
+        self.last: Completion | None = None
+        self.choices: dict[int, _ChoiceParts] = {}
+        self.usage: Usage | None = None
+        self.detections: PolicyDetections | None = None
+
+    def add(self, chunk: Completion) -> None:
+        if self.first is None:
+            self.first = chunk
+        self.last = chunk
+        for choice in chunk.choices:
+            parts = self.choices.get(choice.index)
+            if parts is None:
+                parts = self.choices[choice.index] = _ChoiceParts()
+            parts.texts.append(choice.text)
+            if choice.finish_reason is not None:
+                parts.finish_reason = choice.finish_reason
+            if choice.seed is not None:
+                parts.seed = choice.seed
+            if choice.logprobs is not None:
+                parts.logprobs.append(choice.logprobs)
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        if chunk.enkrypt_policy_detections is not None:
+            self.detections = chunk.enkrypt_policy_detections
+
+    def result(self) -> Completion:
+        first = self.first or Completion()
+        choices = [
+            CompletionChoice(
+                text="".join(parts.texts),
+                index=index,
+                finish_reason=parts.finish_reason,
+                seed=parts.seed,
+                logprobs=_merge_logprobs(parts.logprobs),
+            )
+            for index, parts in sorted(self.choices.items())
+        ]
+        return msgspec.structs.replace(
+            first,
+            choices=choices,
+            usage=self.usage,
+            enkrypt_policy_detections=self.detections,
+        )
+
+
+def _merge_logprobs(pieces: list[Logprobs]) -> Logprobs | None:
+    if not pieces:
+        return None
+    if len(pieces) == 1:
+        return pieces[0]
+    merged: dict[str, list[object]] = {}
+    for field in msgspec.structs.fields(Logprobs):
+        values: list[object] = []
+        for piece in pieces:
+            value = getattr(piece, field.name)
+            if isinstance(value, list):
+                values.extend(value)
+        merged[field.name] = values
+    return msgspec.convert(merged, Logprobs)

@@ -1,0 +1,122 @@
+"""Shared fixtures: real aiohttp.web servers on 127.0.0.1, and clients for them."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import aioresponses.core
+import pytest
+from aiohttp import web
+
+from enkrypt_async import EnkryptClient
+
+DATA = Path(__file__).parent / "data"
+REFERENCE_BYTES = (DATA / "completion_reference.json").read_bytes()
+REFERENCE: dict[str, Any] = json.loads(REFERENCE_BYTES)
+
+API_KEY = "sk-test-secret-key-0123456789"
+DEPLOYMENT = "test-deployment"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ServerFactory = Callable[[Handler], Awaitable[str]]
+ClientFactory = Callable[..., EnkryptClient]
+
+
+@pytest.fixture
+async def make_server() -> AsyncIterator[ServerFactory]:
+    """Start aiohttp.web servers on 127.0.0.1 serving one handler for every path.
+
+    Returns the base URL (``http://127.0.0.1:PORT/ai-proxy``).
+    """
+    runners: list[web.AppRunner] = []
+
+    async def start(handler: Handler) -> str:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handler)
+        runner = web.AppRunner(app, shutdown_timeout=0.5)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        server = site._server
+        assert server is not None
+        port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        return f"http://127.0.0.1:{port}/ai-proxy"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def make_client() -> AsyncIterator[ClientFactory]:
+    """Build clients with test credentials; every one is closed at teardown."""
+    clients: list[EnkryptClient] = []
+
+    def build(**kwargs: Any) -> EnkryptClient:
+        kwargs.setdefault("api_key", API_KEY)
+        kwargs.setdefault("deployment", DEPLOYMENT)
+        kwargs.setdefault("max_retries", 0)
+        client = EnkryptClient(**kwargs)
+        clients.append(client)
+        return client
+
+    yield build
+    for client in clients:
+        await client.aclose()
+
+
+def json_response(
+    body: object, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    """A JSON response with the exact bytes of ``body`` (bytes pass through)."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return web.Response(
+        body=data, status=status, headers=headers, content_type="application/json"
+    )
+
+
+def connector_of(client: EnkryptClient) -> aiohttp.BaseConnector:
+    """The client's own pool (tests check it is empty after every path)."""
+    session = client._session
+    assert session is not None
+    connector = session.connector
+    assert connector is not None
+    return connector
+
+
+def checked_out(client: EnkryptClient) -> int:
+    """Connections currently acquired from the client's pool."""
+    connector = connector_of(client)
+    return len(connector._acquired)
+
+
+class _CompatResponse(aiohttp.ClientResponse):
+    """aiohttp 3.14 added a required ``stream_writer`` that aioresponses 0.7.x
+    does not pass (pnuckowski/aioresponses#289); supply a finished one."""
+
+    def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
+        super().__init__(method, url, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _aioresponses_compat(monkeypatch: pytest.MonkeyPatch) -> None:
+    params = inspect.signature(aiohttp.ClientResponse.__init__).parameters
+    if "stream_writer" in params:
+        monkeypatch.setattr(aioresponses.core, "ClientResponse", _CompatResponse)
+
+
+def unused_port() -> int:
+    """A loopback port nothing listens on (connections to it are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port

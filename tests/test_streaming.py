@@ -1,0 +1,547 @@
+"""CompletionStream against real aiohttp.web servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tracemalloc
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from enkrypt_async import (
+    APIConnectionError,
+    APITimeoutError,
+    Completion,
+    CompletionStream,
+    DecodeError,
+    GuardrailsBlockedError,
+    RateLimitError,
+    StreamConsumedError,
+    StreamError,
+    Timeout,
+)
+
+from .conftest import (
+    REFERENCE,
+    ClientFactory,
+    ServerFactory,
+    checked_out,
+    json_response,
+)
+
+DONE = b"data: [DONE]\n\n"
+
+
+def chunk(text: str, index: int = 0, finish: str | None = None, **extra: Any) -> bytes:
+    """The JSON of one streamed completion chunk."""
+    body = {
+        "id": "cmpl-1",
+        "object": "text.completion",
+        "created": 1,
+        "model": "m",
+        "choices": [
+            {"text": text, "index": index, "finish_reason": finish, "logprobs": None}
+        ],
+    }
+    body.update(extra)
+    return json.dumps(body).encode()
+
+
+def event(data: bytes, eol: bytes = b"\n") -> bytes:
+    return b"data: " + data + eol + eol
+
+
+async def sse_server(
+    make_server: ServerFactory,
+    pieces: Sequence[bytes],
+    *,
+    pause: float = 0.0,
+    headers: dict[str, str] | None = None,
+) -> str:
+    """Serve ``pieces`` as one text/event-stream body, one write each."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", **(headers or {})}
+        )
+        await response.prepare(request)
+        for piece in pieces:
+            await response.write(piece)
+            if pause:
+                await asyncio.sleep(pause)
+        await response.write_eof()
+        return response
+
+    return await make_server(handler)
+
+
+async def stream_of(
+    make_client: ClientFactory, base_url: str, **kwargs: Any
+) -> CompletionStream:
+    client = make_client(base_url=base_url)
+    return await client.completions.create(prompt="hi", stream=True, **kwargs)
+
+
+async def read_into(stream: CompletionStream, seen: list[str]) -> None:
+    """Append each chunk's text to ``seen`` as it arrives (kept if it fails)."""
+    async with stream:
+        async for item in stream:
+            seen.append(item.choices[0].text)  # noqa: PERF401 - partial on error
+
+
+async def texts(stream: CompletionStream) -> list[str]:
+    async with stream:
+        return [c.choices[0].text async for c in stream]
+
+
+async def test_stream_yields_completion_chunks_until_done(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    pieces = [
+        event(chunk("Why ")),
+        event(chunk("did ")),
+        event(chunk("it", finish="length")),
+    ]
+    base_url = await sse_server(
+        make_server, [*pieces, DONE], headers={"x-request-id": "req-s1"}
+    )
+    stream = await stream_of(make_client, base_url)
+    assert stream.request_id == "req-s1"
+    assert stream.response_headers["Content-Type"] == "text/event-stream"
+    chunks: list[Completion] = []
+    async with stream:
+        async for item in stream:
+            assert isinstance(item, Completion)
+            chunks.append(item)
+    assert [c.choices[0].text for c in chunks] == ["Why ", "did ", "it"]
+    assert chunks[-1].choices[0].finish_reason == "length"
+    assert stream.closed
+
+
+@pytest.mark.parametrize(
+    "eol",
+    [
+        pytest.param(b"\n", id="LF"),
+        pytest.param(b"\r\n", id="CRLF"),
+        pytest.param(b"\r", id="CR"),
+    ],
+)
+async def test_every_line_ending_framing_works(
+    make_server: ServerFactory, make_client: ClientFactory, eol: bytes
+) -> None:
+    body = event(chunk("a"), eol) + event(chunk("b"), eol) + b"data: [DONE]" + eol + eol
+    stream = await stream_of(make_client, await sse_server(make_server, [body]))
+    assert await texts(stream) == ["a", "b"]
+
+
+async def test_comments_ids_and_retry_fields_between_events_are_skipped(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    body = (
+        b": keep-alive\n\n"
+        + b"id: 1\nretry: 3000\n"
+        + event(chunk("a"))
+        + b": ping\n\nevent: ping\n\n"
+        + b"id: 2\n"
+        + event(chunk("b"))
+        + b"data:\n\n"
+        + DONE
+    )
+    stream = await stream_of(make_client, await sse_server(make_server, [body]))
+    assert await texts(stream) == ["a", "b"]
+
+
+async def test_unknown_event_types_are_ignored(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    body = b"event: heartbeat\ndata: {}\n\n" + event(chunk("a")) + DONE
+    stream = await stream_of(make_client, await sse_server(make_server, [body]))
+    assert await texts(stream) == ["a"]
+
+
+async def test_events_split_at_every_byte_arrive_intact(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    body = event(chunk("héllo wörld ✓ 🎉")) + event(chunk("ß")) + DONE
+    pieces = [body[i : i + 1] for i in range(len(body))]
+    stream = await stream_of(
+        make_client, await sse_server(make_server, pieces, pause=0.0005)
+    )
+    assert await texts(stream) == ["héllo wörld ✓ 🎉", "ß"]
+
+
+@pytest.mark.parametrize("split", [1, 7, 20, 41, 42, 43, 60])
+async def test_a_split_inside_a_multibyte_character_is_rejoined(
+    make_server: ServerFactory, make_client: ClientFactory, split: int
+) -> None:
+    body = event(
+        json.dumps({"choices": [{"text": "ü✓🎉"}]}, ensure_ascii=False).encode()
+    )
+    body += DONE
+    pieces = [body[:split], body[split:]]
+    stream = await stream_of(
+        make_client, await sse_server(make_server, pieces, pause=0.01)
+    )
+    assert await texts(stream) == ["ü✓🎉"]
+
+
+async def test_json_split_over_several_data_lines_is_joined(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    body = (
+        b'data: {"choices":\ndata: [{"text": "joined",\ndata: "index": 0}]}\n\n' + DONE
+    )
+    stream = await stream_of(make_client, await sse_server(make_server, [body]))
+    assert await texts(stream) == ["joined"]
+
+
+async def test_interleaved_choices_collect_into_one_completion(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    pieces = [
+        event(chunk("A1 ", 0)),
+        event(chunk("B1 ", 1)),
+        event(chunk("B2", 1, "stop")),
+        event(chunk("A2", 0, "length")),
+        DONE,
+    ]
+    stream = await stream_of(make_client, await sse_server(make_server, pieces))
+    merged = await stream.collect()
+    assert [(c.index, c.text, c.finish_reason) for c in merged.choices] == [
+        (0, "A1 A2", "length"),
+        (1, "B1 B2", "stop"),
+    ]
+    assert merged.id == "cmpl-1"
+    assert stream.closed
+
+
+async def test_include_usage_chunk_and_detections_are_kept_by_collect(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    detections = REFERENCE["enkrypt_policy_detections"]
+    usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    usage_chunk = json.dumps({"id": "cmpl-1", "choices": [], "usage": usage}).encode()
+    pieces = [
+        event(chunk("a")),
+        event(chunk("b", finish="stop", enkrypt_policy_detections=detections)),
+        event(usage_chunk),
+        DONE,
+    ]
+    stream = await stream_of(
+        make_client,
+        await sse_server(make_server, pieces),
+        stream_options={"include_usage": True},
+    )
+    merged = await stream.collect()
+    assert merged.choices[0].text == "ab"
+    assert merged.usage is not None
+    assert merged.usage.total_tokens == 5
+    assert merged.enkrypt_policy_detections is not None
+    assert merged.enkrypt_policy_detections.flagged == {"input": ["nsfw"], "output": []}
+
+
+async def test_collect_on_a_partly_consumed_stream_merges_the_rest(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    pieces = [
+        event(chunk("a")),
+        event(chunk("b")),
+        event(chunk("c", finish="stop")),
+        DONE,
+    ]
+    stream = await stream_of(make_client, await sse_server(make_server, pieces))
+    first = await stream.__anext__()
+    assert first.choices[0].text == "a"
+    merged = await stream.collect()
+    assert merged.choices[0].text == "bc"
+    assert merged.choices[0].finish_reason == "stop"
+
+
+@pytest.mark.parametrize(
+    ("payload", "message", "code", "kind"),
+    [
+        pytest.param(
+            {"error": {"message": "output blocked", "type": "guardrails", "code": 451}},
+            "output blocked",
+            451,
+            "guardrails",
+            id="object",
+        ),
+        pytest.param(
+            {"error": "plain failure"}, "plain failure", None, None, id="string"
+        ),
+    ],
+)
+async def test_error_event_in_stream_raises_stream_error(
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    payload: dict[str, Any],
+    message: str,
+    code: object,
+    kind: str | None,
+) -> None:
+    pieces = [event(chunk("a")), event(json.dumps(payload).encode()), DONE]
+    client = make_client(base_url=await sse_server(make_server, pieces))
+    stream = await client.completions.create(prompt="hi", stream=True)
+    seen: list[str] = []
+    with pytest.raises(StreamError, match=message) as info:
+        await read_into(stream, seen)
+    assert seen == ["a"]
+    assert info.value.code == code
+    assert info.value.type == kind
+    assert checked_out(client) == 0
+
+
+async def test_sse_error_event_type_raises_stream_error(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    body = b"event: error\ndata: upstream went away\n\n"
+    stream = await stream_of(make_client, await sse_server(make_server, [body]))
+    with pytest.raises(StreamError, match="upstream went away"):
+        await texts(stream)
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        pytest.param(b"", id="clean-end"),
+        pytest.param(b"data: [DO", id="partial-done"),
+        pytest.param(b'data: {"choices": [{"text": "lost"}]}\n', id="unterminated"),
+    ],
+)
+async def test_stream_ending_without_done_raises_stream_error(
+    make_server: ServerFactory, make_client: ClientFactory, tail: bytes
+) -> None:
+    pieces = [event(chunk("a")), tail]
+    client = make_client(base_url=await sse_server(make_server, pieces))
+    stream = await client.completions.create(prompt="hi", stream=True)
+    seen: list[str] = []
+    with pytest.raises(StreamError, match="truncated"):
+        await read_into(stream, seen)
+    assert seen == ["a"]
+    assert checked_out(client) == 0
+
+
+async def test_malformed_chunk_raises_stream_error(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    pieces = [event(b'{"choices": [{"text": '), DONE]
+    stream = await stream_of(make_client, await sse_server(make_server, pieces))
+    with pytest.raises(StreamError, match="Malformed chunk"):
+        await texts(stream)
+
+
+async def test_event_over_max_event_size_raises_stream_error(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    pieces = [event(chunk("x" * 5000)), DONE]
+    client = make_client(
+        base_url=await sse_server(make_server, pieces), max_event_size=1024
+    )
+    stream = await client.completions.create(prompt="hi", stream=True)
+    with pytest.raises(StreamError, match="1024"):
+        await texts(stream)
+    assert checked_out(client) == 0
+
+
+async def test_http_error_raises_at_await_before_any_chunk(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return json_response({"error": {"message": "slow down"}}, 429)
+
+    client = make_client(base_url=await make_server(handler))
+    with pytest.raises(RateLimitError, match="slow down"):
+        await client.completions.create(prompt="hi", stream=True)
+    assert checked_out(client) == 0
+
+
+async def test_guardrails_block_on_a_stream_raises_at_await(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    body = {
+        "error": {"message": "blocked"},
+        "enkrypt_policy_detections": {
+            "input_guardrails": {"summary": {"injection_attack": 1}}
+        },
+    }
+
+    async def handler(request: web.Request) -> web.Response:
+        return json_response(body, 400)
+
+    client = make_client(base_url=await make_server(handler))
+    with pytest.raises(GuardrailsBlockedError) as info:
+        await client.completions.create(prompt="hi", stream=True)
+    assert info.value.detections.flagged["input"] == ["injection_attack"]
+
+
+async def test_json_answer_to_a_stream_request_is_one_chunk(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return json_response(REFERENCE)
+
+    client = make_client(base_url=await make_server(handler))
+    stream = await client.completions.create(prompt="hi", stream=True)
+    async with stream:
+        chunks = [c async for c in stream]
+    assert len(chunks) == 1
+    assert chunks[0].choices[0].seed == 14925105257546449000
+    assert checked_out(client) == 0
+
+
+async def test_malformed_json_answer_to_a_stream_request_raises_decode_error(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return json_response(b"{oops")
+
+    stream = await stream_of(make_client, await make_server(handler))
+    with pytest.raises(DecodeError):
+        await texts(stream)
+
+
+async def test_iterating_a_consumed_stream_raises_stream_consumed_error(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    stream = await stream_of(
+        make_client, await sse_server(make_server, [event(chunk("a")), DONE])
+    )
+    assert await texts(stream) == ["a"]
+    with pytest.raises(StreamConsumedError, match="already consumed"):
+        async for _ in stream:
+            pass
+    with pytest.raises(StreamConsumedError):
+        await stream.collect()
+
+
+async def test_stalled_server_hits_the_idle_read_timeout(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(event(chunk("a")))
+        await asyncio.sleep(10)
+        return response
+
+    client = make_client(base_url=await make_server(handler), timeout=Timeout(read=0.3))
+    stream = await client.completions.create(prompt="hi", stream=True)
+    seen: list[str] = []
+    with pytest.raises(APITimeoutError):
+        await read_into(stream, seen)
+    assert seen == ["a"]
+    assert checked_out(client) == 0
+
+
+async def test_slow_but_steady_stream_is_not_cut_by_the_read_timeout(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    pieces = [event(chunk(str(i))) for i in range(6)] + [DONE]
+    client = make_client(
+        base_url=await sse_server(make_server, pieces, pause=0.1),
+        timeout=Timeout(read=0.5),
+    )
+    stream = await client.completions.create(prompt="hi", stream=True)
+    assert await texts(stream) == [str(i) for i in range(6)]
+
+
+async def test_connection_reset_mid_stream_raises_our_error(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(event(chunk("a")))
+        await asyncio.sleep(0.05)
+        assert request.transport is not None
+        request.transport.abort()
+        return response
+
+    client = make_client(base_url=await make_server(handler))
+    stream = await client.completions.create(prompt="hi", stream=True)
+    with pytest.raises((StreamError, APIConnectionError)) as info:
+        await texts(stream)
+    assert info.value.__cause__ is not None
+    assert checked_out(client) == 0
+
+
+async def test_aclose_from_another_task_stops_the_reader_with_stream_error(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(event(chunk("a")))
+        await asyncio.sleep(10)
+        return response
+
+    client = make_client(base_url=await make_server(handler))
+    stream = await client.completions.create(prompt="hi", stream=True)
+    assert (await stream.__anext__()).choices[0].text == "a"
+    reader = asyncio.create_task(stream.__anext__())
+    await asyncio.sleep(0.05)
+    await stream.aclose()
+    await stream.aclose()  # idempotent
+    with pytest.raises(StreamError, match="closed while"):
+        await reader
+    assert checked_out(client) == 0
+
+
+async def test_completed_stream_returns_its_connection_to_the_pool(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    peers: set[object] = set()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        peers.add(request.transport.get_extra_info("peername"))
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(event(chunk("a")))
+        await response.write(DONE)
+        await response.write_eof()
+        return response
+
+    client = make_client(base_url=await make_server(handler))
+    for _ in range(5):
+        stream = await client.completions.create(prompt="hi", stream=True)
+        assert await texts(stream) == ["a"]
+    assert len(peers) == 1, "the keep-alive connection is reused"
+    assert checked_out(client) == 0
+
+
+async def test_ten_thousand_chunks_stream_in_flat_memory(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    one = event(chunk("token "))
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for _ in range(100):
+            await response.write(one * 100)
+        await response.write(DONE)
+        return response
+
+    client = make_client(base_url=await make_server(handler))
+    stream = await client.completions.create(prompt="hi", stream=True)
+    count = 0
+    checkpoints: list[int] = []
+    tracemalloc.start()
+    try:
+        async with stream:
+            async for _ in stream:
+                count += 1
+                if count % 2_000 == 0:
+                    checkpoints.append(tracemalloc.get_traced_memory()[0])
+    finally:
+        tracemalloc.stop()
+    assert count == 10_000
+    # Memory in use (the server in this process included) does not grow with the
+    # number of chunks: 10,000 retained chunks would add over five megabytes.
+    assert max(checkpoints) < 1024 * 1024, checkpoints
+    assert checkpoints[-1] - checkpoints[0] < 256 * 1024, checkpoints
