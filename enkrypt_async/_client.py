@@ -34,6 +34,7 @@ from ._config import (
     check_headers,
     join_tags,
     refresh_cache_value,
+    setup_logging,
 )
 from ._exceptions import (
     APIConnectionError,
@@ -121,6 +122,18 @@ def release(response: aiohttp.ClientResponse) -> None:
         response.release()
     else:
         response.close()
+
+
+#: Header names whose values never reach a log line or an error message.
+SENSITIVE_HEADERS: Final = frozenset({"apikey", "authorization", "proxy-authorization"})
+
+
+def redacted(headers: Mapping[str, str]) -> dict[str, str]:
+    """A copy of ``headers`` safe to log: secrets replaced by ``<redacted>``."""
+    return {
+        name: "<redacted>" if name.lower() in SENSITIVE_HEADERS else value
+        for name, value in headers.items()
+    }
 
 
 def excerpt(data: str | bytes, size: int = 200) -> str:
@@ -242,6 +255,8 @@ class EnkryptClient:
         pool_limit: Connections our own pool may open at once.
         max_event_size: Largest single streamed event accepted, in bytes.
         max_response_size: Largest whole (decompressed) response body accepted.
+        allow_insecure_http: Allow a plain ``http://`` base URL to a host other
+            than loopback (the API key would travel in clear text).
 
     Raises:
         ConfigurationError: No API key, or a malformed setting.
@@ -270,12 +285,17 @@ class EnkryptClient:
         pool_limit: int = DEFAULT_POOL_LIMIT,
         max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
         max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
+        allow_insecure_http: bool = False,
     ) -> None:
         from ._completions import Completions
 
         self._settings = Settings.resolve(
-            api_key=api_key, deployment=deployment, base_url=base_url
+            api_key=api_key,
+            deployment=deployment,
+            base_url=base_url,
+            allow_insecure_http=allow_insecure_http,
         )
+        setup_logging(self._settings.log_level)
         self._timeout = Timeout.coerce(timeout)
         self._aiohttp_timeout = _aiohttp_timeout(self._timeout)
         self._max_retries = _check_retries(max_retries)
@@ -485,6 +505,8 @@ class EnkryptClient:
         timeout: aiohttp.ClientTimeout,
     ) -> aiohttp.ClientResponse:
         started = time.monotonic()
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("POST %s headers=%s", url, redacted(headers))
         with map_exceptions(TRANSPORT_ERRORS):
             response = await session.post(
                 url, data=payload, headers=headers, timeout=timeout

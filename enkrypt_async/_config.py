@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import enum
+import ipaddress
+import logging
 import os
+import sys
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -35,6 +39,8 @@ DEFAULT_POOL_LIMIT: Final = 100
 ENV_API_KEY: Final = "ENKRYPT_API_KEY"
 ENV_DEPLOYMENT: Final = "ENKRYPT_DEPLOYMENT"
 ENV_BASE_URL: Final = "ENKRYPT_BASE_URL"
+ENV_LOG: Final = "ENKRYPT_LOG"
+_LOG_LEVELS: Final = {"debug": logging.DEBUG, "info": logging.INFO}
 
 
 class NotGiven(enum.Enum):
@@ -170,6 +176,7 @@ class Settings:
     api_key: str
     deployment: str | None
     base_url: str
+    log_level: int | None = None
 
     def __repr__(self) -> str:
         # The key stays out of every repr, log line and error message.
@@ -182,6 +189,7 @@ class Settings:
         api_key: str | None,
         deployment: str | None,
         base_url: str | None,
+        allow_insecure_http: bool = False,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
         """Merge explicit arguments with ``ENKRYPT_*`` environment variables."""
@@ -193,13 +201,64 @@ class Settings:
             )
         dep = deployment if deployment is not None else env.get(ENV_DEPLOYMENT) or None
         url = base_url if base_url is not None else env.get(ENV_BASE_URL) or None
-        url = (url or DEFAULT_BASE_URL).rstrip("/")
-        if not url.startswith(("https://", "http://")):
-            raise ConfigurationError(
-                f"base_url must start with https:// or http://, got {url!r}"
-            )
+        url = _check_base_url(
+            (url or DEFAULT_BASE_URL).rstrip("/"), allow_insecure_http
+        )
+        log = env.get(ENV_LOG, "").strip().lower()
         return cls(
             api_key=_header_value("api_key", key),
             deployment=None if dep is None else _header_value("deployment", dep),
             base_url=_header_value("base_url", url),
+            log_level=_LOG_LEVELS.get(log),
         )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_base_url(url: str, allow_insecure_http: bool) -> str:
+    """Refuse URLs that are malformed or would send the key in clear text."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigurationError(
+            f"base_url must be an https:// (or http://) URL with a host, got {url!r}"
+        )
+    if parts.username is not None or parts.query or parts.fragment:
+        raise ConfigurationError(
+            "base_url must not carry credentials, query or fragment"
+        )
+    if (
+        parts.scheme == "http"
+        and not allow_insecure_http
+        and not _is_loopback(parts.hostname)
+    ):
+        raise ConfigurationError(
+            f"Refusing plain http to {parts.hostname}: the API key would travel in "
+            "clear text. Use https, or pass allow_insecure_http=True"
+        )
+    return url
+
+
+def setup_logging(level: int | None) -> None:
+    """Send the library's log records to stderr at ``level`` (from $ENKRYPT_LOG).
+
+    Does nothing when ``level`` is None, so applications keep full control of the
+    ``enkrypt_async`` logger; adds at most one handler however often it is called.
+    """
+    if level is None:
+        return
+    logger = logging.getLogger("enkrypt_async")
+    logger.setLevel(level)
+    if not any(getattr(h, "_enkrypt_env", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s")
+        )
+        handler._enkrypt_env = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)

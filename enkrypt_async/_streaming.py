@@ -122,6 +122,12 @@ class Stream(Generic[ChunkT]):
         """True once the stream finished, failed, or was closed."""
         return self._closed
 
+    def __del__(self) -> None:
+        # An abandoned stream gives its connection back when collected, quietly:
+        # the pool must never run dry because a caller forgot `async with`.
+        if not getattr(self, "_closed", True):
+            self._response.close()
+
     def _close(self) -> None:
         if not self._closed:
             self._closed = True
