@@ -43,6 +43,13 @@ def docs(session: nox.Session) -> None:
     session.run("mkdocs", "build", "--strict", "--site-dir", "site")
 
 
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Run the benchmarks; writes benchmarks/results/ (a table and a chart)."""
+    session.install("-e", ".[bench]")
+    session.run("python", "-m", "benchmarks", *session.posargs)
+
+
 @nox.session(name="format")
 def format_(session: nox.Session) -> None:
     """Apply ruff's fixes and formatting (not part of CI)."""

@@ -397,8 +397,11 @@ class Logprobs(_Model, kw_only=True, frozen=True):
     text_offset: list[int] | None = None
 
 
-class CompletionChoice(_Model, kw_only=True, frozen=True):
+class CompletionChoice(_Model, kw_only=True, frozen=True, omit_defaults=False):
     """One generated completion, or a piece of it in a streamed chunk.
+
+    Re-encoded in full (``index``, ``finish_reason: null``...), as OpenAI-style
+    consumers of a chunk expect.
 
     Attributes:
         text: The generated text.

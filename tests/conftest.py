@@ -120,3 +120,6 @@ def unused_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+pytest_plugins = ["pytester"]

@@ -936,10 +936,13 @@ def test_structs_are_keyword_only() -> None:
         _models.Usage(1)  # type: ignore[call-arg]
 
 
-def test_encoding_omits_defaults() -> None:
+def test_encoding_omits_defaults_but_keeps_every_choice_field() -> None:
     assert msgspec.json.encode(Completion()) == b"{}"
     chunk = Completion(choices=[_models.CompletionChoice(text="a")])
-    assert msgspec.json.encode(chunk) == b'{"choices":[{"text":"a"}]}'
+    assert msgspec.json.encode(chunk) == (
+        b'{"choices":[{"text":"a","index":0,"finish_reason":null,'
+        b'"logprobs":null,"seed":null}]}'
+    )
 
 
 def test_mutable_defaults_are_not_shared() -> None:
