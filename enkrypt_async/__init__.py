@@ -1,6 +1,6 @@
 """enkrypt_async: a fast asyncio client for Enkrypt AI's guardrailed AI proxy.
 
-Example:
+Examples:
     >>> import enkrypt_async
     >>> async def main() -> None:
     ...     async with enkrypt_async.EnkryptClient() as client:

@@ -261,7 +261,7 @@ class EnkryptClient:
     Raises:
         ConfigurationError: No API key, or a malformed setting.
 
-    Example:
+    Examples:
         >>> async def main() -> None:
         ...     async with EnkryptClient(deployment="my-deployment") as client:
         ...         completion = await client.completions.create(prompt="Hi")
@@ -508,8 +508,14 @@ class EnkryptClient:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("POST %s headers=%s", url, redacted(headers))
         with map_exceptions(TRANSPORT_ERRORS):
+            # raise_for_status=False even if a caller-owned session says True:
+            # error statuses are read and typed here, never raised by aiohttp.
             response = await session.post(
-                url, data=payload, headers=headers, timeout=timeout
+                url,
+                data=payload,
+                headers=headers,
+                timeout=timeout,
+                raise_for_status=False,
             )
         if response.status >= 400:
             raise await self._read_error(response)

@@ -25,7 +25,12 @@ __all__ = ["Completions", "StreamOptions"]
 
 
 class StreamOptions(TypedDict, total=False):
-    """``stream_options`` of a streamed request."""
+    """``stream_options`` of a streamed request.
+
+    Attributes:
+        include_usage: Send a last chunk with ``choices: []`` and the whole
+            ``usage`` just before ``[DONE]``.
+    """
 
     include_usage: bool
 
@@ -193,7 +198,7 @@ class Completions:
             DecodeError: The answer was not the expected JSON.
             ConfigurationError: An argument or setting is malformed.
 
-        Example:
+        Examples:
             >>> completion = await client.completions.create(
             ...     prompt="give me a good family joke", max_tokens=64
             ... )

@@ -67,10 +67,11 @@ class UseClientDefault(enum.Enum):
         return "USE_CLIENT_DEFAULT"
 
 
-#: Leave this parameter out of the request body (``None`` would send ``null``).
 NOT_GIVEN: Final = NotGiven.NOT_GIVEN
-#: Keep the client's setting for this request (``None`` switches the option off).
+"""Leave this parameter out of the request body (``None`` would send ``null``)."""
+
 USE_CLIENT_DEFAULT: Final = UseClientDefault.USE_CLIENT_DEFAULT
+"""Keep the client's setting for this request (``None`` switches the option off)."""
 
 
 def _check_seconds(name: str, value: float | None) -> None:
@@ -89,7 +90,7 @@ class Timeout:
         total: Longest time for the whole request, body or stream included.
         pool: Longest wait for a free connection from the pool.
 
-    Example:
+    Examples:
         >>> Timeout(read=30.0)
         Timeout(connect=5.0, read=30.0, total=None, pool=None)
     """

@@ -89,6 +89,7 @@ class APIError(EnkryptError):
         request_id: The proxy's id for the request, when one is known.
     """
 
+    message: str
     request_id: str | None
 
     def __init__(self, message: str, *, request_id: str | None = None) -> None:
@@ -211,6 +212,9 @@ class StreamError(APIError):
         type: The ``type`` of an error event sent inside the stream, if any.
     """
 
+    code: object
+    type: str | None
+
     def __init__(
         self,
         message: str,
@@ -230,6 +234,8 @@ class DecodeError(APIError):
     Attributes:
         excerpt: The first bytes of what came back, for diagnosis.
     """
+
+    excerpt: str
 
     def __init__(
         self, message: str, *, excerpt: str = "", request_id: str | None = None

@@ -147,8 +147,13 @@ class NSFWDetection(_Model, kw_only=True, frozen=True):
 class ToxicityDetection(_Model, kw_only=True, frozen=True):
     """``toxicity``: a probability (0..1) per category, each field named after one.
 
-    The categories: ``toxicity`` (overall), ``severe_toxicity``, ``obscene``,
-    ``threat``, ``insult`` and ``identity_hate``.
+    Attributes:
+        toxicity: Overall toxicity.
+        severe_toxicity: Severe toxicity.
+        obscene: Obscenity.
+        threat: Threats.
+        insult: Insults.
+        identity_hate: Hate against an identity group.
     """
 
     toxicity: float | None = None
@@ -257,9 +262,21 @@ class RelevancyDetection(_Model, kw_only=True, frozen=True):
 class GuardrailsDetails(_Model, kw_only=True, frozen=True):
     """Per-detector details; only the detectors enabled for the deployment appear.
 
-    Each field holds its detector's Struct (``keyword_detector`` is a
-    `KeywordDetection`, ``pii`` a `PIIDetection`...), except ``topic_detector``:
-    a `TopicDetection` map.
+    Attributes:
+        keyword_detector: Keywords found, with a redacted text.
+        policy_violation: The deployment's policy check.
+        bias: Bias check, with a debiased text.
+        pii: Personal data and secrets found, by placeholder.
+        nsfw: Not-safe-for-work probabilities.
+        toxicity: Toxicity probabilities per category.
+        injection_attack: Prompt-injection probabilities.
+        topic_detector: Topic to score (a `TopicDetection` map).
+        system_prompt: Similarity to the system prompt.
+        copyright_ip: Similarity to protected material.
+        sponge_attack: Resource-exhaustion (sponge) attack check.
+        hallucination: Hallucination check of the answer.
+        adherence: Adherence of the answer to the context.
+        relevancy: Relevancy of the answer to the prompt.
     """
 
     keyword_detector: KeywordDetection | None = None
@@ -296,11 +313,17 @@ def _fired(flag: str, value: int | list[str] | dict[str, object] | None) -> bool
 class GuardrailsSummary(_Model, kw_only=True, frozen=True):
     """Per-detector flags: 1 when the detector fired, 0 when not, absent when off.
 
-    Each flag is named after its detector (see `GuardrailsSummary.flagged` for the
-    few that differ) and is an ``int``, except:
-
     Attributes:
-        toxicity: The toxicity categories triggered; ``{}`` when none.
+        keyword_detected: Flag of ``keyword_detector``.
+        policy_violation: Flag of ``policy_violation``.
+        bias: Flag of ``bias``.
+        pii: Flag of ``pii``.
+        nsfw: Flag of ``nsfw``.
+        toxicity: The toxicity categories triggered (a list); ``{}`` when none.
+        injection_attack: Flag of ``injection_attack``.
+        sponge_attack: Flag of ``sponge_attack``.
+        copyright_ip_similarity: Flag of ``copyright_ip``.
+        system_prompt_similarity: Flag of ``system_prompt``.
         on_topic: Flag of ``topic_detector``, inverted: **0 means off-topic**.
     """
 

@@ -51,7 +51,7 @@ class SSEDecoder:
     returns the events completed so far. Call `close` at end of stream. Work and
     memory are linear in the input, however it is chunked.
 
-    Example:
+    Examples:
         >>> decoder = SSEDecoder()
         >>> decoder.feed(b"event: greet\ndata: hel")
         []

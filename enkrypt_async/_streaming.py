@@ -252,7 +252,7 @@ class Stream(Generic[ChunkT]):
 class CompletionStream(Stream[Completion]):
     """A stream of `Completion` chunks, as returned by ``create(..., stream=True)``.
 
-    Example:
+    Examples:
         >>> async def main(client: EnkryptClient) -> None:
         ...     stream = await client.completions.create(prompt="Hi", stream=True)
         ...     async with stream:

@@ -5,8 +5,10 @@
 stream") prescribes: UTF-8 only, CRLF/LF/CR line endings even when split across
 chunks, ``retry`` accepted only as ASCII digits, no phantom events after comments,
 and a cap on the size of one event. It does no I/O, so it works with any
-transport::
+transport.
 
+Examples:
+    ```python
     from enkrypt_async.sse import SSEDecoder
 
     decoder = SSEDecoder()
@@ -14,6 +16,7 @@ transport::
         for event in decoder.feed(chunk):
             print(event.event, event.data)
     decoder.close()
+    ```
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from yarl import URL
 import enkrypt_async
 from enkrypt_async import (
     NOT_GIVEN,
+    BadRequestError,
     ClientClosedError,
     ConfigurationError,
     EnkryptClient,
@@ -420,6 +421,30 @@ async def test_caller_owned_session_is_used_and_left_open(
             await client.completions.create(prompt="hi")
         assert not session.closed
         assert seen == ["caller"]
+
+
+async def test_caller_session_raising_for_status_still_gives_typed_errors(
+    make_server: ServerFactory,
+) -> None:
+    calls: list[int] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        calls.append(1)
+        return json_response({"error": {"message": "bad prompt"}}, 400)
+
+    base_url = await make_server(handler)
+    async with aiohttp.ClientSession(raise_for_status=True) as session:
+        client = EnkryptClient(
+            api_key=API_KEY,
+            deployment=DEPLOYMENT,
+            base_url=base_url,
+            session=session,
+            max_retries=2,
+        )
+        with pytest.raises(BadRequestError, match="bad prompt"):
+            await client.completions.create(prompt="hi")
+        await client.aclose()
+    assert calls == [1], "a 400 is not retried"
 
 
 async def test_closed_caller_session_raises_client_closed_error(

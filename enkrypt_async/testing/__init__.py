@@ -5,7 +5,7 @@ real proxy: `apikey` and `X-Enkrypt-Deployment` headers, deterministic text
 (streamed as Server-Sent Events or not), guardrail detections computed on the
 prompt and on the generated text, input blocking, and injected faults.
 
-Example:
+Examples:
     ```python
     import aiohttp
     from enkrypt_async.testing import EnkryptEmulator, Fault

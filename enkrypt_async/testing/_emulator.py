@@ -143,7 +143,7 @@ class EnkryptEmulator:
     detections computed on the prompt and on the generated text, blocking, and
     injected faults. See `DeploymentPolicy` and `Fault`.
 
-    Example:
+    Examples:
         ```python
         async with EnkryptEmulator() as emu:
             async with aiohttp.ClientSession() as session:

@@ -76,7 +76,7 @@ class Fault:
     faults trigger on one request, delays add up and, of the others, the first
     in list order wins (the rest are not spent).
 
-    Example:
+    Examples:
         ```python
         faults = [
             Fault("status", status=429, retry_after=1, on_requests={1, 2}),

@@ -41,7 +41,7 @@ _NO_VIOLATION: Final = "No Violation Found"
 class DeploymentPolicy:
     """The guardrails of one emulated deployment.
 
-    Example:
+    Examples:
         ```python
         strict = DeploymentPolicy(block={"injection_attack", "pii"}, keywords=("acme",))
         async with EnkryptEmulator(deployments={"strict": strict}) as emu: ...
