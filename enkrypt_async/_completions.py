@@ -5,17 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal, TypedDict, overload
 
-from ._client import (
-    RequestOptions,
-    decode_body,
-    error_in,
-    read_body,
-    release,
-    request_id_of,
-)
+from ._client import RequestOptions, read_body, release
 from ._config import NOT_GIVEN, USE_CLIENT_DEFAULT, NotGiven, Timeout, UseClientDefault
 from ._exceptions import APIError, ConfigurationError
 from ._models import Completion, completion_decoder
+from ._responses import decode_body, error_in, request_id_of
 from ._streaming import CompletionStream
 
 if TYPE_CHECKING:

@@ -15,14 +15,7 @@ from typing import Final, Generic, TypeVar
 import aiohttp
 import msgspec
 
-from ._client import (
-    decode_body,
-    error_in,
-    excerpt,
-    read_body,
-    release,
-    request_id_of,
-)
+from ._client import read_body, release
 from ._exceptions import (
     APIConnectionError,
     APITimeoutError,
@@ -38,6 +31,7 @@ from ._models import (
     PolicyDetections,
     Usage,
 )
+from ._responses import decode_body, error_in, excerpt, request_id_of
 from ._sse import ServerSentEvent, SSEDecoder
 
 __all__ = ["CompletionStream", "Stream"]
