@@ -11,6 +11,7 @@ import asyncio
 import enum
 import logging
 import random
+import socket
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -101,6 +102,28 @@ def _aiohttp_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
         sock_connect=timeout.connect,
         sock_read=timeout.read,
     )
+
+
+#: TCP keepalive probes: first after a minute of silence, then every 10 s, 5 tries.
+#: A slow LLM call can be silent for minutes; without probes, NAT gateways and load
+#: balancers drop the idle connection and the answer never arrives.
+_KEEPALIVE_OPTIONS: Final = (
+    ("TCP_KEEPIDLE", 60),
+    ("TCP_KEEPINTVL", 10),
+    ("TCP_KEEPCNT", 5),
+)
+
+
+def keepalive_socket(addr_info: aiohttp.connector.AddrInfoType) -> socket.socket:
+    """Create the connector's sockets with TCP keepalive switched on."""
+    family, type_, proto, _, _ = addr_info
+    sock = socket.socket(family=family, type=type_, proto=proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in _KEEPALIVE_OPTIONS:
+        option = getattr(socket, name, None)  # not every platform has them all
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
+    return sock
 
 
 def _check_retries(max_retries: int) -> int:
@@ -309,7 +332,9 @@ class EnkryptClient:
         session = self._session
         if session is None:
             # Created inside the running loop, on first use.
-            connector = aiohttp.TCPConnector(limit=self._pool_limit)
+            connector = aiohttp.TCPConnector(
+                limit=self._pool_limit, socket_factory=keepalive_socket
+            )
             session = self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=self._aiohttp_timeout,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import socket
 import warnings
 from typing import Any
 
@@ -29,6 +30,7 @@ from .conftest import (
     REFERENCE,
     ClientFactory,
     ServerFactory,
+    connector_of,
     json_response,
 )
 
@@ -372,6 +374,26 @@ async def test_one_session_is_reused_for_every_request(
     session = client._session
     await client.completions.create(prompt="2")
     assert client._session is session
+
+
+async def test_pooled_connections_have_tcp_keepalive(
+    make_server: ServerFactory,
+) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return json_response(REFERENCE)
+
+    async with EnkryptClient(
+        api_key=API_KEY, deployment=DEPLOYMENT, base_url=await make_server(handler)
+    ) as client:
+        await client.completions.create(prompt="hi")
+        connector = connector_of(client)
+        (protocols,) = connector._conns.values()  # the one idle pooled connection
+        protocol = protocols[0][0]
+        assert protocol.transport is not None
+        sock = protocol.transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 60
 
 
 async def test_use_after_aclose_raises_client_closed_error(
