@@ -7,7 +7,7 @@ request pipeline and the streams, and fuzzed in tests/test_fuzz.py.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TypeVar
+from typing import Final, TypeVar
 
 import msgspec
 
@@ -24,7 +24,19 @@ from ._models import (
     error_envelope_decoder,
 )
 
-__all__ = ["decode_body", "error_in", "excerpt", "request_id_of", "status_error"]
+__all__ = [
+    "DECODE_ERRORS",
+    "decode_body",
+    "error_in",
+    "excerpt",
+    "request_id_of",
+    "status_error",
+]
+
+#: Everything msgspec can raise on hostile bytes: malformed or wrongly shaped JSON
+#: (ValidationError is a DecodeError), invalid UTF-8 inside a string, and nesting
+#: deep enough to exhaust the recursion limit.
+DECODE_ERRORS: Final = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
 T = TypeVar("T")
 
@@ -44,7 +56,7 @@ def error_in(data: str | bytes) -> ErrorInfo | str | None:
         return None
     try:
         return error_envelope_decoder.decode(data).error
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except DECODE_ERRORS:
         return None  # not an error envelope; the body's own decoder will judge
 
 
@@ -54,7 +66,7 @@ def decode_body(
     """Decode a success body, turning msgspec's errors into `DecodeError`."""
     try:
         return decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except DECODE_ERRORS as exc:
         raise DecodeError(
             f"Response is not the expected JSON ({exc}): {excerpt(data)!r}",
             excerpt=excerpt(data),
@@ -94,7 +106,7 @@ def status_error(
     """Build the typed error for an HTTP error status (the one table)."""
     try:
         body: object = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+    except DECODE_ERRORS:
         body = raw.decode("utf-8", "replace")
     request_id = request_id_of(headers, body)
     message = _error_message(status, reason, body)

@@ -31,7 +31,7 @@ from ._models import (
     PolicyDetections,
     Usage,
 )
-from ._responses import decode_body, error_in, excerpt, request_id_of
+from ._responses import DECODE_ERRORS, decode_body, error_in, excerpt, request_id_of
 from ._sse import ServerSentEvent, SSEDecoder
 
 __all__ = ["CompletionStream", "Stream"]
@@ -201,7 +201,7 @@ class Stream(Generic[ChunkT]):
         self._raise_if_error(data)
         try:
             return self._decoder.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except DECODE_ERRORS as exc:
             self._close()
             raise StreamError(
                 f"Malformed chunk in stream ({exc}): {excerpt(data)!r}",
