@@ -804,3 +804,10 @@ async def test_module_entry_point_serves_until_terminated() -> None:
     finally:
         process.terminate()
         assert await asyncio.wait_for(process.wait(), 10) == 0
+
+
+def test_explicit_block_outside_the_input_detectors_is_refused() -> None:
+    with pytest.raises(ValueError, match="subset"):
+        DeploymentPolicy(input_detectors={"pii"}, block={"injection_attack"})
+    assert DeploymentPolicy(input_detectors={"pii"}).block == frozenset()
+    assert DeploymentPolicy().block == frozenset({"injection_attack"})

@@ -210,4 +210,6 @@ def main(
     except EnkryptError as exc:
         return _fail(err, f"{type(exc).__name__}: {exc}", EXIT_API_ERROR)
     except KeyboardInterrupt:
+        out.write("\n")  # end a half-printed answer before the message
+        out.flush()
         return _fail(err, "interrupted", EXIT_INTERRUPTED)

@@ -199,21 +199,21 @@ class EnkryptEmulator:
             raise ValueError("port must be within 0..65535")
         self._host = host
         self._port = port
-        self.api_key = api_key
-        self.deployment = deployment
+        self.api_key: str = api_key
+        self.deployment: str = deployment
         self.deployments: dict[str, DeploymentPolicy] = {
             deployment: DeploymentPolicy(),
             **(deployments or {}),
         }
-        self.chunk_chars = chunk_chars
-        self.chunk_delay = chunk_delay
+        self.chunk_chars: int = chunk_chars
+        self.chunk_delay: float = chunk_delay
         self.requests: list[RecordedRequest] = []
-        self.stats = EmulatorStats()
+        self.stats: EmulatorStats = EmulatorStats()
         self._schedule = FaultSchedule(seed, list(faults))
         self._completion_requests = 0
         self._runner: web.AppRunner | None = None
         self._closed = False
-        self.app = web.Application()
+        self.app: web.Application = web.Application()
         self.app.router.add_post(f"{_PREFIX}/completions", self._completions)
         self.app.router.add_route("*", "/{tail:.*}", self._unknown)
 

@@ -74,7 +74,8 @@ class Fault:
     The stream-only kinds (`reset_mid_stream`, `slow_chunks`, `truncate_stream`,
     `stream_error_event`) never trigger on a non-streamed request. When several
     faults trigger on one request, delays add up and, of the others, the first
-    in list order wins (the rest are not spent).
+    in list order wins (the rest are not spent). Faults apply before the API key
+    and deployment checks, as a failing gateway would.
 
     Examples:
         ```python

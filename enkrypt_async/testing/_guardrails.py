@@ -61,7 +61,7 @@ class DeploymentPolicy:
 
     input_detectors: Collection[str] = ALL_DETECTORS
     output_detectors: Collection[str] = ALL_DETECTORS
-    block: Collection[str] = _DEFAULT_BLOCK
+    block: Collection[str] = frozenset({"injection_attack"})
     block_status: int = 400
     keywords: Sequence[str] = ("confidential", "internal only")
     policy: str = "No weapons or illegal drugs"
@@ -75,6 +75,9 @@ class DeploymentPolicy:
     )
 
     def __post_init__(self) -> None:
+        # The default block list (the very object of the field's default) only
+        # applies where injection_attack runs on the input; an explicit one must fit.
+        default_block = self.block is _BLOCK_FIELD_DEFAULT
         for name in ("input_detectors", "output_detectors", "block"):
             value = frozenset(getattr(self, name))
             unknown = sorted(value - ALL_DETECTORS)
@@ -82,7 +85,7 @@ class DeploymentPolicy:
                 raise ValueError(f"{name}: unknown detectors {unknown}")
             object.__setattr__(self, name, value)
         inputs = frozenset(self.input_detectors)
-        if self.block == _DEFAULT_BLOCK:
+        if default_block:
             object.__setattr__(self, "block", _DEFAULT_BLOCK & inputs)
         elif not frozenset(self.block) <= inputs:
             raise ValueError("block must be a subset of input_detectors")
@@ -95,6 +98,9 @@ class DeploymentPolicy:
             )
         object.__setattr__(self, "_keyword_re", _phrases_re(self.keywords))
         object.__setattr__(self, "_policy_re", _phrases_re(self.policy_terms))
+
+
+_BLOCK_FIELD_DEFAULT: Final = DeploymentPolicy.__dataclass_fields__["block"].default
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,13 @@ DESCRIPTION = "Serve a local Enkrypt AI proxy emulator until Ctrl-C."
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the serving options (host, port, key, deployment, pacing...)."""
     parser.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    parser.add_argument(
+        "--port", type=int, default=8080, help="default: 8080; 0 picks a free port"
+    )
     parser.add_argument("--api-key", default=DEFAULT_API_KEY)
     parser.add_argument("--deployment", default=DEFAULT_DEPLOYMENT)
     parser.add_argument("--chunk-chars", type=int, default=4)
     parser.add_argument("--chunk-delay", type=float, default=0.0, help="seconds")
-    parser.add_argument("--seed", type=int, default=0, help="seed of random faults")
     parser.add_argument("--access-log", action="store_true", help="log requests")
 
 
@@ -37,7 +38,6 @@ async def _serve(args: argparse.Namespace) -> None:
         deployment=args.deployment,
         chunk_chars=args.chunk_chars,
         chunk_delay=args.chunk_delay,
-        seed=args.seed,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

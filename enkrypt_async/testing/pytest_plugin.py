@@ -5,7 +5,8 @@ the fixtures available; they need pytest-asyncio. Configure the emulator of one
 test with the ``enkrypt_emulator`` marker, whose keyword arguments go to
 `EnkryptEmulator`::
 
-    @pytest.mark.enkrypt_emulator(faults=[Fault("status", status=429, on_requests={1})])
+    @pytest.mark.asyncio
+    @pytest.mark.enkrypt_emulator(faults=[Fault("status", status=503, on_requests={1})])
     async def test_my_service_retries(enkrypt_client):
         completion = await enkrypt_client.completions.create(prompt="hi")
         assert completion.choices[0].text
