@@ -118,6 +118,38 @@ class Completions:
         extra_body: Mapping[str, object] | None = None,
     ) -> CompletionStream: ...
 
+    @overload
+    async def create(
+        self,
+        *,
+        prompt: str | Sequence[str],
+        model: str | NotGiven = NOT_GIVEN,
+        max_tokens: int | NotGiven = NOT_GIVEN,
+        temperature: float | NotGiven = NOT_GIVEN,
+        top_p: float | NotGiven = NOT_GIVEN,
+        n: int | NotGiven = NOT_GIVEN,
+        stop: str | Sequence[str] | NotGiven = NOT_GIVEN,
+        seed: int | NotGiven = NOT_GIVEN,
+        echo: bool | NotGiven = NOT_GIVEN,
+        logprobs: int | NotGiven = NOT_GIVEN,
+        best_of: int | NotGiven = NOT_GIVEN,
+        frequency_penalty: float | NotGiven = NOT_GIVEN,
+        presence_penalty: float | NotGiven = NOT_GIVEN,
+        logit_bias: Mapping[str, int] | NotGiven = NOT_GIVEN,
+        suffix: str | NotGiven = NOT_GIVEN,
+        user: str | NotGiven = NOT_GIVEN,
+        stream_options: StreamOptions | NotGiven = NOT_GIVEN,
+        enkrypt_context: str | NotGiven = NOT_GIVEN,
+        stream: bool,
+        deployment: str | UseClientDefault = USE_CLIENT_DEFAULT,
+        tags: str | Sequence[str] | UseClientDefault | None = USE_CLIENT_DEFAULT,
+        refresh_cache: bool | UseClientDefault | None = USE_CLIENT_DEFAULT,
+        timeout: float | Timeout | UseClientDefault | None = USE_CLIENT_DEFAULT,
+        max_retries: int | UseClientDefault = USE_CLIENT_DEFAULT,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, object] | None = None,
+    ) -> Completion | CompletionStream: ...
+
     async def create(
         self,
         *,

@@ -82,7 +82,9 @@ async def stream_of(
     make_client: ClientFactory, base_url: str, **kwargs: Any
 ) -> CompletionStream:
     client = make_client(base_url=base_url)
-    return await client.completions.create(prompt="hi", stream=True, **kwargs)
+    stream = await client.completions.create(prompt="hi", stream=True, **kwargs)
+    assert isinstance(stream, CompletionStream)
+    return stream
 
 
 async def read_into(stream: CompletionStream, seen: list[str]) -> None:

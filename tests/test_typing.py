@@ -22,6 +22,8 @@ async def _create_is_typed_by_stream(client: EnkryptClient, flag: bool) -> None:
         assert_type(chunk, Completion)
     merged = await stream.collect()
     assert_type(merged, Completion)
+    either = await client.completions.create(prompt="x", stream=flag)
+    assert_type(either, Completion | CompletionStream)
 
 
 def test_completion_stream_is_the_generic_stream_of_completions() -> None:
