@@ -10,7 +10,7 @@ nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
 
-SOURCES = ["enkrypt_async", "tests", "fuzz", "noxfile.py"]
+SOURCES = ["enkrypt_async", "tests", "fuzz", "benchmarks", "noxfile.py"]
 
 
 @nox.session

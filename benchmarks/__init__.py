@@ -1,0 +1,1 @@
+"""Benchmarks of enkrypt_async: ``python -m benchmarks`` or ``nox -s bench``."""

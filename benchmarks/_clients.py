@@ -1,0 +1,341 @@
+"""The four clients, each driven by one load in a fresh process.
+
+``python -m benchmarks._clients KIND SCENARIO --port N ...`` prints one JSON line:
+
+- ``request``: non-streamed completions from ``--concurrency`` tasks for
+  ``--duration`` seconds (after a warm-up): count, wall and process CPU time;
+- ``stream``: the same with 2,048-chunk streams: chunks, CPU, time to first chunk;
+- ``idle``: ``--count`` streams held open after their first chunk: RSS growth.
+
+Each library is imported inside its client's constructor, so a process loads only
+what it measures. CPU is `time.process_time` of this (client) process only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from ._payloads import API_KEY, DEPLOYMENT, IDLE_MARKER, PROMPT, STREAM_CHUNKS
+
+KINDS = ("bare", "enkrypt", "openai", "openai-aiohttp")
+POOL_LIMIT = 1000
+Closer = Callable[[], Awaitable[None]]
+
+
+class Client(Protocol):
+    async def request(self) -> object: ...
+    async def stream(self) -> tuple[int, float, object]: ...
+    async def open_idle(self) -> Closer: ...
+    async def aclose(self) -> None: ...
+
+
+class BareClient:
+    """The floor: one session, post, read, one reused typed decoder."""
+
+    def __init__(self, base_url: str) -> None:
+        import aiohttp
+        import msgspec
+
+        from ._floor import decoder
+
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=POOL_LIMIT)
+        )
+        self._url = base_url + "/completions"
+        self._headers = {
+            "apikey": API_KEY,
+            "X-Enkrypt-Deployment": DEPLOYMENT,
+            "Content-Type": "application/json",
+        }
+        self._encode = msgspec.json.encode
+        self._decode = decoder.decode
+
+    async def request(self) -> object:
+        data = self._encode({"prompt": PROMPT})
+        async with self._session.post(
+            self._url, data=data, headers=self._headers
+        ) as response:
+            body = await response.read()
+        return self._decode(body)
+
+    async def stream(self) -> tuple[int, float, object]:
+        started = time.perf_counter()
+        first = 0.0
+        count = 0
+        last: object = None
+        rest = b""
+        decode = self._decode
+        data = self._encode({"prompt": PROMPT, "stream": True})
+        async with self._session.post(
+            self._url, data=data, headers=self._headers
+        ) as response:
+            async for piece in response.content.iter_any():
+                blocks = (rest + piece).split(b"\n\n")
+                rest = blocks.pop()
+                for block in blocks:
+                    if block.startswith(b"data: ") and block != b"data: [DONE]":
+                        last = decode(block[6:])
+                        if not count:
+                            first = time.perf_counter() - started
+                        count += 1
+        return count, first, last
+
+    async def open_idle(self) -> Closer:
+        data = self._encode({"prompt": IDLE_MARKER, "stream": True})
+        response = await self._session.post(self._url, data=data, headers=self._headers)
+        rest = b""
+        while b"\n\n" not in rest:
+            rest += await response.content.readany()
+
+        async def close() -> None:
+            response.close()
+
+        return close
+
+    async def aclose(self) -> None:
+        await self._session.close()
+
+
+class EnkryptAsyncClient:
+    def __init__(self, base_url: str) -> None:
+        from enkrypt_async import EnkryptClient
+
+        self._client = EnkryptClient(
+            api_key=API_KEY,
+            deployment=DEPLOYMENT,
+            base_url=base_url,
+            max_retries=0,
+            pool_limit=POOL_LIMIT,
+        )
+
+    async def request(self) -> object:
+        return await self._client.completions.create(prompt=PROMPT)
+
+    async def stream(self) -> tuple[int, float, object]:
+        started = time.perf_counter()
+        first = 0.0
+        count = 0
+        last: object = None
+        stream = await self._client.completions.create(prompt=PROMPT, stream=True)
+        async with stream:
+            async for chunk in stream:
+                if not count:
+                    first = time.perf_counter() - started
+                count += 1
+                last = chunk
+        return count, first, last
+
+    async def open_idle(self) -> Closer:
+        stream = await self._client.completions.create(prompt=IDLE_MARKER, stream=True)
+        await stream.__anext__()
+        return stream.aclose
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class OpenAIClient:
+    def __init__(self, base_url: str, *, aiohttp_backend: bool) -> None:
+        import openai
+
+        http_client = openai.DefaultAioHttpClient() if aiohttp_backend else None
+        self._client = openai.AsyncOpenAI(
+            api_key=API_KEY,
+            base_url=base_url,
+            default_headers={"apikey": API_KEY, "X-Enkrypt-Deployment": DEPLOYMENT},
+            max_retries=0,
+            http_client=http_client,
+        )
+
+    async def request(self) -> object:
+        return await self._client.completions.create(model="m", prompt=PROMPT)
+
+    async def stream(self) -> tuple[int, float, object]:
+        started = time.perf_counter()
+        first = 0.0
+        count = 0
+        last: object = None
+        stream = await self._client.completions.create(
+            model="m", prompt=PROMPT, stream=True
+        )
+        async with stream:
+            async for chunk in stream:
+                if not count:
+                    first = time.perf_counter() - started
+                count += 1
+                last = chunk
+        return count, first, last
+
+    async def open_idle(self) -> Closer:
+        stream = await self._client.completions.create(
+            model="m", prompt=IDLE_MARKER, stream=True
+        )
+        await stream.__anext__()
+        return stream.close
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+def make_client(kind: str, base_url: str) -> Client:
+    if kind == "bare":
+        return BareClient(base_url)
+    if kind == "enkrypt":
+        return EnkryptAsyncClient(base_url)
+    if kind in ("openai", "openai-aiohttp"):
+        return OpenAIClient(base_url, aiohttp_backend=kind == "openai-aiohttp")
+    raise ValueError(f"unknown client {kind!r}")
+
+
+def aiohttp_backend_available() -> bool:
+    try:
+        import openai
+
+        openai.DefaultAioHttpClient()
+    except (ImportError, RuntimeError):
+        return False
+    return True
+
+
+def _check(result: object) -> None:
+    # Every client must really have decoded the detections, or it did less work.
+    detections = getattr(result, "enkrypt_policy_detections", None)
+    if detections is None:
+        raise AssertionError(f"no detections decoded in {type(result)!r}")
+
+
+async def _load(
+    call: Callable[[], Awaitable[int]], concurrency: int, duration: float
+) -> tuple[int, float, float]:
+    """Run ``call`` from ``concurrency`` tasks until ``duration`` has passed."""
+    gc.collect()
+    cpu = time.process_time()
+    started = time.perf_counter()
+    deadline = started + duration
+
+    async def worker() -> int:
+        units = 0
+        while time.perf_counter() < deadline:
+            units += await call()
+        return units
+
+    counts = await asyncio.gather(*(worker() for _ in range(concurrency)))
+    wall = time.perf_counter() - started
+    return sum(counts), wall, time.process_time() - cpu
+
+
+async def run_requests(
+    client: Client, concurrency: int, duration: float
+) -> dict[str, Any]:
+    _check(await client.request())
+
+    async def call() -> int:
+        await client.request()
+        return 1
+
+    await _load(call, concurrency, min(0.5, duration / 4))
+    count, wall, cpu = await _load(call, concurrency, duration)
+    return {
+        "requests": count,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "rps": count / wall,
+        "cpu_per_request_us": cpu / count * 1e6,
+    }
+
+
+async def run_streams(
+    client: Client, concurrency: int, duration: float
+) -> dict[str, Any]:
+    count, _, last = await client.stream()
+    if count != STREAM_CHUNKS:
+        raise AssertionError(f"{count} chunks, expected {STREAM_CHUNKS}")
+    _check(last)
+    firsts: list[float] = []
+
+    async def call() -> int:
+        chunks, first, _ = await client.stream()
+        firsts.append(first)
+        return chunks
+
+    # No concurrent warm-up: a round of 32 openai streams takes seconds, and the
+    # connections it would open cost nothing next to 2,048 chunks each.
+    chunks, wall, cpu = await _load(call, concurrency, duration)
+    return {
+        "streams": len(firsts),
+        "chunks": chunks,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "chunks_per_s": chunks / wall,
+        "cpu_per_1000_chunks_ms": cpu / chunks * 1e6,
+        "cpu_per_chunk_us": cpu / chunks * 1e6,
+        "ttfc_ms": statistics.median(firsts) * 1e3,
+    }
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+async def run_idle(client: Client, count: int) -> dict[str, Any]:
+    await client.request()
+    await client.stream()
+    await (await client.open_idle())()
+    gc.collect()
+    await asyncio.sleep(0.05)
+    before = _status_kb("VmRSS")
+    closers = await asyncio.gather(*(client.open_idle() for _ in range(count)))
+    gc.collect()
+    after = _status_kb("VmRSS")
+    peak = _status_kb("VmHWM")
+    for close in closers:
+        await close()
+    return {
+        "streams": count,
+        "rss_before_kb": before,
+        "rss_after_kb": after,
+        "peak_rss_mb": peak / 1024,
+        "kb_per_stream": (after - before) / count,
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    base_url = f"http://127.0.0.1:{args.port}/ai-proxy"
+    client = make_client(args.kind, base_url)
+    try:
+        if args.scenario == "request":
+            result = await run_requests(client, args.concurrency, args.duration)
+        elif args.scenario == "stream":
+            result = await run_streams(client, args.concurrency, args.duration)
+        else:
+            result = await run_idle(client, args.count)
+    finally:
+        await client.aclose()
+    return {"kind": args.kind, "scenario": args.scenario, **result}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks._clients")
+    parser.add_argument("kind", choices=KINDS)
+    parser.add_argument("scenario", choices=("request", "stream", "idle"))
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--duration", type=float, default=2.0)
+    parser.add_argument("--count", type=int, default=500)
+    args = parser.parse_args(argv)
+    print(json.dumps(asyncio.run(run(args))), flush=True)
+
+
+if __name__ == "__main__":
+    main()

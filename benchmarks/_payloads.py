@@ -1,0 +1,93 @@
+"""The pre-built bodies every benchmark uses, and what the processes share."""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any, Final
+
+ROOT: Final = Path(__file__).resolve().parent.parent
+REFERENCE: Final = ROOT / "tests" / "data" / "completion_reference.json"
+RESULTS: Final = Path(__file__).resolve().parent / "results"
+
+API_KEY: Final = "sk-bench-0123456789"
+DEPLOYMENT: Final = "bench-deployment"
+PROMPT: Final = "give me a good family joke"
+#: A prompt containing this marker gets headers and one chunk, then silence.
+IDLE_MARKER: Final = "__bench_idle__"
+STREAM_CHUNKS: Final = 2048
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a child process: this checkout first on the path."""
+    env = dict(os.environ)
+    path = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + path if path else "")
+    return env
+
+
+def _compact(obj: object) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@cache
+def reference() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(REFERENCE.read_bytes())
+    return data
+
+
+@cache
+def completion_body() -> bytes:
+    """The ~9 KB reference completion, compact, with full detections."""
+    return _compact(reference())
+
+
+def _chunk(index: int, text: str, last: bool) -> dict[str, Any]:
+    ref = reference()
+    choice = ref["choices"][0]
+    chunk: dict[str, Any] = {
+        "id": ref["id"],
+        "object": ref["object"],
+        "created": ref["created"],
+        "model": ref["model"],
+        "choices": [
+            {
+                "text": text,
+                "finish_reason": choice["finish_reason"] if last else None,
+                "seed": choice["seed"],
+                "logprobs": None,
+                "index": 0,
+            }
+        ],
+    }
+    if last:
+        chunk["usage"] = ref["usage"]
+        chunk["enkrypt_policy_detections"] = ref["enkrypt_policy_detections"]
+    return chunk
+
+
+@cache
+def stream_events() -> list[bytes]:
+    """``data: {...}\\n\\n`` blocks: 2,048 chunks (the last with detections), DONE."""
+    text = reference()["choices"][0]["text"]
+    pieces = [text[i : i + 4] for i in range(0, len(text), 4)]
+    events = [
+        b"data: "
+        + _compact(_chunk(0, pieces[n % len(pieces)], n == STREAM_CHUNKS - 1))
+        + b"\n\n"
+        for n in range(STREAM_CHUNKS)
+    ]
+    events.append(b"data: [DONE]\n\n")
+    return events
+
+
+def sample_chunk() -> bytes:
+    """The JSON of one ordinary (not the last) stream chunk."""
+    return stream_events()[1][len(b"data: ") : -2]
+
+
+def stream_body() -> bytes:
+    """The whole SSE body, as the client sees it once de-chunked."""
+    return b"".join(stream_events())
