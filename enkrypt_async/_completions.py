@@ -30,6 +30,7 @@ class StreamOptions(TypedDict, total=False):
 
 
 _PATH = "/completions"
+_CLIENT_DEFAULTS = RequestOptions()
 
 
 def _body(
@@ -257,14 +258,24 @@ class Completions:
             },
             extra_body,
         )
-        options = RequestOptions(
-            deployment=deployment,
-            tags=tags,
-            refresh_cache=refresh_cache,
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-        )
+        if (
+            deployment is USE_CLIENT_DEFAULT
+            and tags is USE_CLIENT_DEFAULT
+            and refresh_cache is USE_CLIENT_DEFAULT
+            and timeout is USE_CLIENT_DEFAULT
+            and max_retries is USE_CLIENT_DEFAULT
+            and extra_headers is None
+        ):
+            options = _CLIENT_DEFAULTS  # the usual case; building one costs ~1 us
+        else:
+            options = RequestOptions(
+                deployment=deployment,
+                tags=tags,
+                refresh_cache=refresh_cache,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
         client = self._client
         response = await client._post(_PATH, body, options, stream=stream)
         if stream:

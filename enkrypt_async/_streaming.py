@@ -32,7 +32,7 @@ from ._models import (
     Usage,
 )
 from ._responses import DECODE_ERRORS, decode_body, error_in, excerpt, request_id_of
-from ._sse import ServerSentEvent, SSEDecoder
+from ._sse import RawEvent, SSEDecoder
 
 __all__ = ["CompletionStream", "Stream"]
 
@@ -50,7 +50,10 @@ _STREAM_ERRORS: Final[Mapping[type[BaseException], type[EnkryptError]]] = {
 #: go back to the pool instead of being closed.
 _DRAIN_TIMEOUT: Final = 1.0
 _DRAIN_LIMIT: Final = 64 * 1024
-_DONE: Final = "[DONE]"
+_DONE: Final = b"[DONE]"
+#: Most bytes parsed per read: a fast server can have the whole stream buffered,
+#: and parsing all of it before yielding the first chunk delays that chunk.
+_READ_SIZE: Final = 64 * 1024
 
 
 class Stream(Generic[ChunkT]):
@@ -79,7 +82,7 @@ class Stream(Generic[ChunkT]):
         self._decoder = decoder
         self._sse = SSEDecoder(max_event_size=max_event_size)
         self._max_response_size = max_response_size
-        self._pending: deque[ServerSentEvent] = deque()
+        self._pending: deque[RawEvent] = deque()
         # A JSON answer to a stream request is one whole response, not a stream.
         self._whole_json = response.content_type == "application/json"
         self._eof = False
@@ -136,9 +139,18 @@ class Stream(Generic[ChunkT]):
         return self
 
     async def __anext__(self) -> ChunkT:
+        pending = self._pending
         while True:
-            while self._pending:
-                chunk = self._decode_event(self._pending.popleft())
+            while pending:
+                event, data, _, _ = pending.popleft()
+                # The common case inline: a plain, valid data chunk, decoded from
+                # the bytes; anything else takes the careful path below.
+                if not event and data != _DONE and b'"error"' not in data:
+                    try:
+                        return self._decoder.decode(data)
+                    except DECODE_ERRORS:
+                        pass
+                chunk = self._decode_event(event, data)
                 if chunk is not None:
                     return chunk
             if self._done:
@@ -157,12 +169,12 @@ class Stream(Generic[ChunkT]):
     async def _read_events(self) -> None:
         try:
             with map_exceptions(_STREAM_ERRORS, request_id=self.request_id):
-                data = await self._reader.readany()
+                data = await self._reader.read(_READ_SIZE)
             if data:
-                self._pending.extend(self._sse.feed(data))
+                self._pending.extend(self._sse._feed_raw(data))
             else:
                 self._eof = True
-                self._pending.extend(self._sse.close())
+                self._sse.close()  # spec: an unterminated event is dropped
         except BaseException as exc:
             # Cancellation included: a half-read body can never go back to the pool.
             was_closed = self._closed
@@ -185,18 +197,19 @@ class Stream(Generic[ChunkT]):
         self._raise_if_error(data)
         return decode_body(self._decoder, data, self.request_id)
 
-    def _decode_event(self, event: ServerSentEvent) -> ChunkT | None:
-        data = event.data
-        if data == _DONE:
+    def _decode_event(self, event_type: bytes, raw: bytes) -> ChunkT | None:
+        if raw == _DONE:
             self._done = True
             self._pending.clear()
             return None
-        if event.event == "error":
+        event = event_type.decode("utf-8", "replace") if event_type else "message"
+        data = raw.decode("utf-8", "replace")
+        if event == "error":
             self._close()
             raise StreamError(
                 f"Error event in stream: {excerpt(data)}", request_id=self.request_id
             )
-        if event.event != "message" or not data:
+        if event != "message" or not data:
             return None  # keep-alive or an event type this client does not know
         self._raise_if_error(data)
         try:
