@@ -10,7 +10,7 @@ import asyncio
 from collections import deque
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Final, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import aiohttp
 import msgspec
@@ -56,6 +56,24 @@ _DONE: Final = b"[DONE]"
 _READ_SIZE: Final = 64 * 1024
 
 
+#: One decoder of ``list[chunk type]`` per chunk type, built on first use.
+_BATCH_DECODERS: dict[tuple[object, bool], msgspec.json.Decoder[Any]] = {}
+
+
+def _batch_decoder(
+    decoder: msgspec.json.Decoder[ChunkT],
+) -> msgspec.json.Decoder[list[ChunkT]]:
+    """A decoder of a JSON array of chunks, built once per chunk type."""
+    key = (decoder.type, decoder.strict)
+    batch = _BATCH_DECODERS.get(key)
+    if batch is None:
+        chunks: Any = list[decoder.type]  # type: ignore[name-defined]
+        batch = _BATCH_DECODERS[key] = msgspec.json.Decoder(
+            chunks, strict=decoder.strict
+        )
+    return batch
+
+
 class Stream(Generic[ChunkT]):
     """An async iterator of decoded chunks from one streamed response.
 
@@ -82,7 +100,11 @@ class Stream(Generic[ChunkT]):
         self._decoder = decoder
         self._sse = SSEDecoder(max_event_size=max_event_size)
         self._max_response_size = max_response_size
+        # Chunks decoded ahead from one network read, then events for the careful
+        # path; both in arrival order, `_ready` always before `_pending`.
+        self._ready: deque[ChunkT] = deque()
         self._pending: deque[RawEvent] = deque()
+        self._batch_decoder = _batch_decoder(decoder)
         # A JSON answer to a stream request is one whole response, not a stream.
         self._whole_json = response.content_type == "application/json"
         self._eof = False
@@ -139,17 +161,12 @@ class Stream(Generic[ChunkT]):
         return self
 
     async def __anext__(self) -> ChunkT:
+        if self._ready:
+            return self._ready.popleft()
         pending = self._pending
         while True:
             while pending:
                 event, data, _, _ = pending.popleft()
-                # The common case inline: a plain, valid data chunk, decoded from
-                # the bytes; anything else takes the careful path below.
-                if not event and data != _DONE and b'"error"' not in data:
-                    try:
-                        return self._decoder.decode(data)
-                    except DECODE_ERRORS:
-                        pass
                 chunk = self._decode_event(event, data)
                 if chunk is not None:
                     return chunk
@@ -165,13 +182,16 @@ class Stream(Generic[ChunkT]):
             if self._whole_json:
                 return self._decode_whole(await self._read_whole())
             await self._read_events()
+            if self._ready:
+                return self._ready.popleft()
 
     async def _read_events(self) -> None:
         try:
             with map_exceptions(_STREAM_ERRORS, request_id=self.request_id):
                 data = await self._reader.read(_READ_SIZE)
             if data:
-                self._pending.extend(self._sse._feed_raw(data))
+                if not self._decode_batch(data):
+                    self._queue(self._sse._feed_raw(data))
             else:
                 self._eof = True
                 self._sse.close()  # spec: an unterminated event is dropped
@@ -185,6 +205,50 @@ class Stream(Generic[ChunkT]):
                     request_id=self.request_id,
                 ) from exc
             raise
+
+    def _decode_batch(self, data: bytes) -> bool:
+        """Decode a read of plain ``data:`` chunks in one msgspec call, if it is one.
+
+        False when it is not (another field, ``[DONE]``, an ``"error"`` key, a
+        malformed chunk...): the careful path then gets the same bytes.
+        """
+        try:
+            chunks = self._sse._feed_data_array(data, self._decode_plain)
+        except DECODE_ERRORS:
+            return False
+        if chunks is None:
+            return False
+        self._ready.extend(chunks)
+        return True
+
+    def _decode_plain(self, array: bytes) -> list[ChunkT] | None:
+        # An error event must take the careful path (it raises StreamError);
+        # '"error"' escaped inside a JSON string cannot match.
+        if b'"error"' in array:
+            return None
+        return self._batch_decoder.decode(array)
+
+    def _queue(self, events: list[RawEvent]) -> None:
+        """Decode the leading plain ``data:`` events of one read in a single call.
+
+        Plain means: no event type, not ``[DONE]``, no ``"error"`` key. One msgspec
+        call for the whole batch keeps the per-chunk cost near a bare decode loop;
+        if the batch does not decode, every event takes the careful path instead.
+        """
+        plain = 0
+        for event, data, _, _ in events:
+            if event or data == _DONE or b'"error"' in data:
+                break
+            plain += 1
+        if plain > 1:
+            batch = b"[" + b",".join([e[1] for e in events[:plain]]) + b"]"
+            try:
+                self._ready.extend(self._batch_decoder.decode(batch))
+            except DECODE_ERRORS:
+                plain = 0
+        else:
+            plain = 0
+        self._pending.extend(events[plain:] if plain else events)
 
     async def _read_whole(self) -> bytes:
         try:

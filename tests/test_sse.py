@@ -531,6 +531,20 @@ def test_max_event_size_applies_per_event_not_per_stream() -> None:
     assert len(decode(stream, max_event_size=20)) == 1000
 
 
+def test_events_before_an_oversized_one_are_returned_before_the_error() -> None:
+    decoder = SSEDecoder(max_event_size=20)
+    chunk = b"data: a\n\ndata: b\n\ndata: " + b"x" * 30 + b"\n\n"
+    assert decoder.feed(chunk) == [E(data="a"), E(data="b")]
+    with pytest.raises(StreamError, match="max_event_size=20"):
+        decoder.close()
+    decoder = SSEDecoder(max_event_size=20)
+    assert decoder.feed(chunk) == [E(data="a"), E(data="b")]
+    with pytest.raises(StreamError):
+        decoder.feed(b"data: c\n\n")
+    with pytest.raises(ValueError, match="close"):
+        decoder.feed(b"data: c\n\n")
+
+
 def test_decoder_is_closed_after_stream_error() -> None:
     decoder = SSEDecoder(max_event_size=10)
     with pytest.raises(StreamError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import tracemalloc
 from collections.abc import Sequence
@@ -547,3 +548,60 @@ async def test_ten_thousand_chunks_stream_in_flat_memory(
     # number of chunks: 10,000 retained chunks would add over five megabytes.
     assert max(checkpoints) < 1024 * 1024, checkpoints
     assert checkpoints[-1] - checkpoints[0] < 256 * 1024, checkpoints
+
+
+@pytest.mark.parametrize("cut", [3, 5, 8, 10])
+async def test_error_event_split_across_reads_after_plain_chunks_still_raises(
+    make_server: ServerFactory, make_client: ClientFactory, cut: int
+) -> None:
+    error = event(json.dumps({"error": {"message": "cut in two"}}).encode())
+    body = event(chunk("a")) + event(chunk("b")) + error + DONE
+    split = body.index(b'"error"') + cut - 3  # inside or around the key
+    stream = await stream_of(
+        make_client,
+        await sse_server(make_server, [body[:split], body[split:]], pause=0.05),
+    )
+    seen: list[str] = []
+    with pytest.raises(StreamError, match="cut in two"):
+        await read_into(stream, seen)
+    assert seen == ["a", "b"]
+
+
+async def test_batches_of_plain_chunks_keep_order_across_partial_reads(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    body = b"".join(event(chunk(f"{i:04d}")) for i in range(600)) + DONE
+    # Writes cut at odd places, so reads end inside events and lines.
+    cuts = [*list(range(0, len(body), 7919)), len(body)]
+    pieces = [body[a:b] for a, b in itertools.pairwise(cuts)]
+    stream = await stream_of(
+        make_client, await sse_server(make_server, pieces, pause=0.002)
+    )
+    assert await texts(stream) == [f"{i:04d}" for i in range(600)]
+
+
+async def test_a_malformed_chunk_inside_a_batch_raises_after_the_good_ones(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    body = event(chunk("a")) + event(chunk("b")) + event(b"{broken") + DONE
+    stream = await stream_of(make_client, await sse_server(make_server, [body]))
+    seen: list[str] = []
+    with pytest.raises(StreamError, match="Malformed chunk"):
+        await read_into(stream, seen)
+    assert seen == ["a", "b"]
+
+
+async def test_the_event_size_cap_holds_on_the_batch_path(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    small = event(chunk("s"))
+    body = small * 3 + event(chunk("x" * 3000)) + DONE
+    client = make_client(
+        base_url=await sse_server(make_server, [small, body[len(small) :]], pause=0.05),
+        max_event_size=2048,
+    )
+    stream = await client.completions.create(prompt="hi", stream=True)
+    seen: list[str] = []
+    with pytest.raises(StreamError, match="2048"):
+        await read_into(stream, seen)
+    assert seen == ["s", "s", "s"]
