@@ -226,18 +226,16 @@ class SSEDecoder:
         tail = data[end:]
         if len(head) > self._max or len(tail) > self._max:
             return None  # the careful path enforces the limit event by event
-        # n blank lines holding every LF, each but the last followed by "data: ":
-        # then every event is exactly one "data: " line (no runs of 3+ LFs, no
-        # other fields, no comments). JSON text holds no raw LF, so a value cannot
-        # fake the separator.
-        events = head.count(b"\n\n")
-        if (
-            not head.startswith(b"data: ")
-            or head.count(b"\n") != 2 * events
-            or head.count(b"\n\ndata: ") != events - 1
-        ):
+        if not head.startswith(b"data: "):
             return None
-        result = use(b"[" + head[6:-2].replace(b"\n\ndata: ", b",") + b"]")
+        values = head[6:-2].replace(b"\n\ndata: ", b",")
+        # Every LF was in a blank line followed by "data: " (or the last one), so
+        # every event is exactly one "data: " line: no other field, no comment,
+        # no run of three LFs (it would leave one behind). JSON text holds no raw
+        # LF, so a value cannot fake the separator.
+        if b"\n" in values:
+            return None
+        result = use(b"[" + values + b"]")
         if result is not None:
             self._buf[:] = tail
         return result
