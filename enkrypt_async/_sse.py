@@ -211,6 +211,8 @@ class SSEDecoder:
         apply. If ``use`` returns None or raises, nothing is consumed either, so the
         caller can feed the same bytes to `_feed_raw`.
         """
+        if not self._started and not self._buf and data[:3] != _BOM[: len(data)]:
+            self._started = True  # no BOM to drop: what _feed_raw would conclude
         end = data.rfind(b"\n\n") + 2
         if (
             end < 2

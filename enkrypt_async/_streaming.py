@@ -229,26 +229,26 @@ class Stream(Generic[ChunkT]):
         return self._batch_decoder.decode(array)
 
     def _queue(self, events: list[RawEvent]) -> None:
-        """Decode the leading plain ``data:`` events of one read in a single call.
+        """Queue the events of a read the fast path declined (the first, the last).
 
-        Plain means: no event type, not ``[DONE]``, no ``"error"`` key. One msgspec
-        call for the whole batch keeps the per-chunk cost near a bare decode loop;
-        if the batch does not decode, every event takes the careful path instead.
+        Its leading plain ``data:`` events are still decoded in one call; the rest,
+        and all of them if that fails, take the careful path one by one.
         """
         plain = 0
         for event, data, _, _ in events:
-            if event or data == _DONE or b'"error"' in data:
+            if event or data == _DONE:
                 break
             plain += 1
         if plain > 1:
-            batch = b"[" + b",".join([e[1] for e in events[:plain]]) + b"]"
+            array = b"[" + b",".join([e[1] for e in events[:plain]]) + b"]"
             try:
-                self._ready.extend(self._batch_decoder.decode(batch))
+                chunks = self._decode_plain(array)
             except DECODE_ERRORS:
-                plain = 0
-        else:
-            plain = 0
-        self._pending.extend(events[plain:] if plain else events)
+                chunks = None
+            if chunks is not None:
+                self._ready.extend(chunks)
+                events = events[plain:]
+        self._pending.extend(events)
 
     async def _read_whole(self) -> bytes:
         try:
