@@ -347,6 +347,12 @@ class EnkryptClient:
         self._state = _State.OPENED
         return session
 
+    def resolve_timeout(self, options: RequestOptions) -> Timeout:
+        """The timeouts in force for a request: its own, else the client's."""
+        if isinstance(options.timeout, UseClientDefault):
+            return self._timeout
+        return Timeout.coerce(options.timeout)
+
     def _request_headers(
         self, options: RequestOptions, *, stream: bool
     ) -> dict[str, str]:
@@ -390,7 +396,7 @@ class EnkryptClient:
         headers = self._request_headers(options, stream=stream)
         timeout = self._aiohttp_timeout
         if not isinstance(options.timeout, UseClientDefault):
-            timeout = _aiohttp_timeout(Timeout.coerce(options.timeout))
+            timeout = _aiohttp_timeout(self.resolve_timeout(options))
         retries = self._max_retries
         if not isinstance(options.max_retries, UseClientDefault):
             retries = _check_retries(options.max_retries)

@@ -284,6 +284,7 @@ class Completions:
                 completion_decoder,
                 max_event_size=client.max_event_size,
                 max_response_size=client.max_response_size,
+                read_timeout=client.resolve_timeout(options).read,
             )
         try:
             data = await read_body(response, client.max_response_size)

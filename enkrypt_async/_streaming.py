@@ -74,6 +74,20 @@ def _batch_decoder(
     return batch
 
 
+def _stop_socket_timer(response: aiohttp.ClientResponse) -> None:
+    """Hand the idle timeout of a streamed body from aiohttp to the stream.
+
+    aiohttp re-arms its ``sock_read`` timer on every socket read, about once per
+    event of a fast stream; `Stream._read` arms one per read call instead. With
+    its ``read_timeout`` None, aiohttp's ``start_timeout`` drops the armed timer.
+    On an aiohttp without these, its timer simply stays: the same deadline.
+    """
+    protocol: Any = getattr(response.connection, "protocol", None)
+    if hasattr(protocol, "read_timeout") and hasattr(protocol, "start_timeout"):
+        protocol.read_timeout = None
+        protocol.start_timeout()
+
+
 class Stream(Generic[ChunkT]):
     """An async iterator of decoded chunks from one streamed response.
 
@@ -94,8 +108,12 @@ class Stream(Generic[ChunkT]):
         *,
         max_event_size: int,
         max_response_size: int,
+        read_timeout: float | None = None,
     ) -> None:
         self._response = response
+        self._read_timeout = read_timeout
+        if read_timeout is not None:
+            _stop_socket_timer(response)
         self._reader = response.content
         self._decoder = decoder
         self._sse = SSEDecoder(max_event_size=max_event_size)
@@ -188,7 +206,7 @@ class Stream(Generic[ChunkT]):
     async def _read_events(self) -> None:
         try:
             with map_exceptions(_STREAM_ERRORS, request_id=self.request_id):
-                data = await self._reader.read(_READ_SIZE)
+                data = await self._read()
             if data:
                 if not self._decode_batch(data):
                     self._queue(self._sse._feed_raw(data))
@@ -205,6 +223,34 @@ class Stream(Generic[ChunkT]):
                     request_id=self.request_id,
                 ) from exc
             raise
+
+    async def _read(self) -> bytes:
+        """The next bytes, waiting at most the read timeout for them.
+
+        One timer per read call rather than aiohttp's per socket read (see
+        `_stop_socket_timer`): on a fast stream a read returns many events.
+        """
+        if self._read_timeout is None:
+            return await self._reader.read(_READ_SIZE)
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(
+            self._read_timeout, self._on_idle, self._reader.total_bytes
+        )
+        try:
+            return await self._reader.read(_READ_SIZE)
+        finally:
+            timer.cancel()
+
+    def _on_idle(self, total_bytes: int) -> None:
+        # What aiohttp's own sock_read timer does: fail the pending read; unless
+        # bytes arrived in the same loop iteration and the read is resuming.
+        if self._reader.total_bytes != total_bytes:
+            return
+        self._reader.set_exception(
+            aiohttp.ServerTimeoutError(
+                f"No data for {self._read_timeout} s (Timeout.read) between events"
+            )
+        )
 
     def _decode_batch(self, data: bytes) -> bool:
         """Decode a read of plain ``data:`` chunks in one msgspec call, if it is one.

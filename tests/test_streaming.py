@@ -434,7 +434,7 @@ async def test_stalled_server_hits_the_idle_read_timeout(
     client = make_client(base_url=await make_server(handler), timeout=Timeout(read=0.3))
     stream = await client.completions.create(prompt="hi", stream=True)
     seen: list[str] = []
-    with pytest.raises(APITimeoutError):
+    with pytest.raises(APITimeoutError, match=r"No data for 0\.3 s"):
         await read_into(stream, seen)
     assert seen == ["a"]
     assert checked_out(client) == 0
@@ -605,3 +605,27 @@ async def test_the_event_size_cap_holds_on_the_batch_path(
     with pytest.raises(StreamError, match="2048"):
         await read_into(stream, seen)
     assert seen == ["s", "s", "s"]
+
+
+async def test_a_connection_reused_after_a_stream_keeps_the_read_timeout(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    calls: list[int] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        calls.append(1)
+        if len(calls) == 1:
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            await response.write(event(chunk("a")) + DONE)
+            await response.write_eof()
+            return response
+        await asyncio.sleep(10)  # the plain request that follows never answers
+        return json_response(REFERENCE)
+
+    client = make_client(base_url=await make_server(handler), timeout=Timeout(read=0.3))
+    stream = await client.completions.create(prompt="hi", stream=True)
+    assert await texts(stream) == ["a"]
+    with pytest.raises(APITimeoutError):
+        await client.completions.create(prompt="hi")
+    assert checked_out(client) == 0
