@@ -51,6 +51,27 @@ class Target:
     value: float
     goal: str
     met: bool
+    #: Median over repeats of the ratio within each repeat (the two clients ran
+    #: back to back), which cancels the machine's slow drifts; None when unpaired.
+    paired: float | None = None
+
+
+def paired_ratio(
+    runs: list[dict[str, Any]], metric: str, numerator: str, denominator: str
+) -> float | None:
+    """Median over repeats of numerator/denominator measured in the same repeat."""
+    _, scenario, concurrency, field, _, _ = next(m for m in METRICS if m[0] == metric)
+    by_repeat: dict[tuple[int, str], float] = {
+        (run["repeat"], run["kind"]): run[field]
+        for run in runs
+        if run["scenario"] == scenario and run["concurrency"] == concurrency
+    }
+    ratios = [
+        by_repeat[(repeat, numerator)] / by_repeat[(repeat, denominator)]
+        for repeat, kind in by_repeat
+        if kind == denominator and (repeat, numerator) in by_repeat
+    ]
+    return statistics.median(ratios) if ratios else None
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -73,6 +94,7 @@ def targets(
     summary: dict[str, dict[str, float]],
     decode: dict[str, dict[str, float]],
     imports: dict[str, dict[str, Any]],
+    runs: list[dict[str, Any]],
 ) -> list[Target]:
     ours, floor = summary["enkrypt"], summary["bare"]
     oai = summary.get("openai", {})
@@ -84,7 +106,8 @@ def targets(
         ("cpu_1k_32", "CPU/chunk vs floor, 32 streams"),
     ):
         ratio = ours[metric] / floor[metric]
-        found.append(Target(what, ratio, "<= 1.15x", ratio <= 1.15))
+        paired = paired_ratio(runs, metric, "enkrypt", "bare")
+        found.append(Target(what, ratio, "<= 1.15x", ratio <= 1.15, paired))
     for metric, what, goal in (
         ("cpu_req_c1", "CPU/request, openai (httpx) / ours, c=1", 5.0),
         ("cpu_req_c64", "CPU/request, openai (httpx) / ours, c=64", 5.0),
@@ -93,7 +116,8 @@ def targets(
     ):
         if metric in oai:
             ratio = oai[metric] / ours[metric]
-            found.append(Target(what, ratio, f">= {goal:g}x", ratio >= goal))
+            paired = paired_ratio(runs, metric, "openai", "enkrypt")
+            found.append(Target(what, ratio, f">= {goal:g}x", ratio >= goal, paired))
     ratio = (
         imports["enkrypt_async"]["median_ms"] / imports["aiohttp, msgspec"]["median_ms"]
     )
@@ -159,14 +183,20 @@ def markdown(data: dict[str, Any]) -> str:
         "",
         "## Targets",
         "",
-        "| target | measured | goal | |",
-        "|---|---:|---|---|",
+        "Measured: the ratio of the medians (it decides met or missed). Paired: the "
+        "median of the ratios within each repeat, where the two clients ran back to "
+        "back; it cancels the machine's slow drifts.",
+        "",
+        "| target | measured | paired | goal | |",
+        "|---|---:|---:|---|---|",
     ]
     for t in data["targets"]:
         unit = " KB" if t["name"].startswith("KB") else "x"
         verdict = "met" if t["met"] else "**missed**"
+        paired = "" if t.get("paired") is None else f"{t['paired']:.2f}x"
         lines.append(
-            f"| {t['name']} | {t['value']:.2f}{unit} | {t['goal']} | {verdict} |"
+            f"| {t['name']} | {t['value']:.2f}{unit} | {paired} | {t['goal']} "
+            f"| {verdict} |"
         )
     lines += ["", "## Decoding (median us per call)", ""]
     decode = data["decode"]
@@ -317,7 +347,8 @@ def chart(data: dict[str, Any], path: Path) -> None:
 
 def write(data: dict[str, Any], directory: Path) -> None:
     data["targets"] = [
-        asdict(t) for t in targets(data["summary"], data["decode"], data["imports"])
+        asdict(t)
+        for t in targets(data["summary"], data["decode"], data["imports"], data["runs"])
     ]
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "results.json").write_text(json.dumps(data, indent=1) + "\n")
