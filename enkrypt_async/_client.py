@@ -11,13 +11,12 @@ import asyncio
 import enum
 import logging
 import random
-import socket
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import aiohttp
 import msgspec
@@ -41,14 +40,19 @@ from ._exceptions import (
     APIConnectionError,
     APIError,
     APIStatusError,
-    APITimeoutError,
     ClientClosedError,
     ConfigurationError,
-    EnkryptError,
     map_exceptions,
 )
-from ._responses import request_id_of, status_error
+from ._responses import decode_body, error_in, request_id_of, status_error
 from ._retry import RETRY_STATUSES, retry_delay
+from ._transport import (
+    TRANSPORT_ERRORS,
+    aiohttp_timeout,
+    keepalive_socket,
+    read_body,
+    release,
+)
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -60,19 +64,13 @@ logger: Final = logging.getLogger("enkrypt_async")
 
 USER_AGENT: Final = f"enkrypt-async/{__version__} aiohttp/{aiohttp.__version__}"
 
-#: aiohttp's errors, mapped to ours; the first match wins, so subclasses come first.
-TRANSPORT_ERRORS: Final[Mapping[type[BaseException], type[EnkryptError]]] = {
-    asyncio.TimeoutError: APITimeoutError,
-    TimeoutError: APITimeoutError,
-    aiohttp.InvalidURL: ConfigurationError,
-    aiohttp.ClientError: APIConnectionError,
-    OSError: APIConnectionError,
-}
-
 #: Error bodies are read for diagnosis only; anything longer is cut.
 MAX_ERROR_BODY: Final = 1024 * 1024
 
 _encoder: Final = msgspec.json.Encoder()
+
+T = TypeVar("T")
+S = TypeVar("S")
 
 
 class _State(enum.Enum):
@@ -92,38 +90,38 @@ class RequestOptions:
     max_retries: int | UseClientDefault = USE_CLIENT_DEFAULT
     extra_headers: Mapping[str, str] | None = None
 
+    @classmethod
+    def build(
+        cls,
+        *,
+        deployment: str | UseClientDefault,
+        tags: str | Sequence[str] | UseClientDefault | None,
+        refresh_cache: bool | UseClientDefault | None,
+        timeout: float | Timeout | UseClientDefault | None,
+        max_retries: int | UseClientDefault,
+        extra_headers: Mapping[str, str] | None,
+    ) -> RequestOptions:
+        """The options of one call; the shared all-defaults instance when unset."""
+        if (
+            deployment is USE_CLIENT_DEFAULT
+            and tags is USE_CLIENT_DEFAULT
+            and refresh_cache is USE_CLIENT_DEFAULT
+            and timeout is USE_CLIENT_DEFAULT
+            and max_retries is USE_CLIENT_DEFAULT
+            and extra_headers is None
+        ):
+            return _CLIENT_DEFAULTS  # the usual case; building one costs ~1 us
+        return cls(
+            deployment=deployment,
+            tags=tags,
+            refresh_cache=refresh_cache,
+            timeout=timeout,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
+        )
 
-def _aiohttp_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
-    # aiohttp's ``connect`` spans waiting for a pooled connection and opening it;
-    # ``sock_connect`` is the TCP/TLS handshake alone; ``sock_read`` each read.
-    return aiohttp.ClientTimeout(
-        total=timeout.total,
-        connect=timeout.pool,
-        sock_connect=timeout.connect,
-        sock_read=timeout.read,
-    )
 
-
-#: TCP keepalive probes: first after a minute of silence, then every 10 s, 5 tries.
-#: A slow LLM call can be silent for minutes; without probes, NAT gateways and load
-#: balancers drop the idle connection and the answer never arrives.
-_KEEPALIVE_OPTIONS: Final = (
-    ("TCP_KEEPIDLE", 60),
-    ("TCP_KEEPINTVL", 10),
-    ("TCP_KEEPCNT", 5),
-)
-
-
-def keepalive_socket(addr_info: aiohttp.connector.AddrInfoType) -> socket.socket:
-    """Create the connector's sockets with TCP keepalive switched on."""
-    family, type_, proto, _, _ = addr_info
-    sock = socket.socket(family=family, type=type_, proto=proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    for name, value in _KEEPALIVE_OPTIONS:
-        option = getattr(socket, name, None)  # not every platform has them all
-        if option is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, option, value)
-    return sock
+_CLIENT_DEFAULTS: Final = RequestOptions()
 
 
 def _check_retries(max_retries: int) -> int:
@@ -132,14 +130,6 @@ def _check_retries(max_retries: int) -> int:
     if max_retries < 0:
         raise ConfigurationError(f"max_retries must be >= 0, got {max_retries}")
     return max_retries
-
-
-def release(response: aiohttp.ClientResponse) -> None:
-    """Give the connection back: to the pool if the body was read, else close it."""
-    if response.content.at_eof():
-        response.release()
-    else:
-        response.close()
 
 
 #: Header names whose values never reach a log line or an error message.
@@ -218,7 +208,7 @@ class EnkryptClient:
         )
         setup_logging(self._settings.log_level)
         self._timeout = Timeout.coerce(timeout)
-        self._aiohttp_timeout = _aiohttp_timeout(self._timeout)
+        self._aiohttp_timeout = aiohttp_timeout(self._timeout)
         self._max_retries = _check_retries(max_retries)
         if pool_limit < 0:
             raise ConfigurationError("pool_limit must be >= 0 (0: no limit)")
@@ -396,7 +386,7 @@ class EnkryptClient:
         headers = self._request_headers(options, stream=stream)
         timeout = self._aiohttp_timeout
         if not isinstance(options.timeout, UseClientDefault):
-            timeout = _aiohttp_timeout(self.resolve_timeout(options))
+            timeout = aiohttp_timeout(self.resolve_timeout(options))
         retries = self._max_retries
         if not isinstance(options.max_retries, UseClientDefault):
             retries = _check_retries(options.max_retries)
@@ -424,6 +414,47 @@ class EnkryptClient:
                     delay,
                 )
             await asyncio.sleep(delay)
+
+    async def _request(
+        self,
+        path: str,
+        body: Mapping[str, object],
+        options: RequestOptions,
+        decoder: msgspec.json.Decoder[T],
+    ) -> T:
+        """POST and decode the whole JSON answer into ``decoder``'s type."""
+        response = await self._post(path, body, options, stream=False)
+        try:
+            data = await read_body(response, self.max_response_size)
+        finally:
+            release(response)
+        request_id = request_id_of(response.headers)
+        error = error_in(data)
+        if error is not None:
+            message = error if isinstance(error, str) else error.message
+            raise APIError(
+                f"The proxy answered 200 with an error: {message}",
+                request_id=request_id,
+            )
+        return decode_body(decoder, data, request_id)
+
+    async def _stream(
+        self,
+        path: str,
+        body: Mapping[str, object],
+        options: RequestOptions,
+        decoder: msgspec.json.Decoder[T],
+        stream_class: Callable[..., S],
+    ) -> S:
+        """POST asking for Server-Sent Events; a ``stream_class`` of its chunks."""
+        response = await self._post(path, body, options, stream=True)
+        return stream_class(
+            response,
+            decoder,
+            max_event_size=self.max_event_size,
+            max_response_size=self.max_response_size,
+            read_timeout=self.resolve_timeout(options).read,
+        )
 
     async def _attempt(
         self,
@@ -479,29 +510,3 @@ class EnkryptClient:
         finally:
             release(response)
         return status_error(response.status, response.reason, response.headers, raw)
-
-
-async def read_body(
-    response: aiohttp.ClientResponse, limit: int, *, truncate: bool = False
-) -> bytes:
-    """Read a whole body, at most ``limit`` bytes (after decompression).
-
-    Raises:
-        APIError: The body is larger than ``limit`` (unless ``truncate``).
-        APIConnectionError: The connection failed or timed out while reading.
-    """
-    chunks: list[bytes] = []
-    size = 0
-    with map_exceptions(TRANSPORT_ERRORS):
-        async for chunk in response.content.iter_any():
-            size += len(chunk)
-            if size > limit:
-                if truncate:
-                    chunks.append(chunk[: len(chunk) - (size - limit)])
-                    break
-                raise APIError(
-                    f"Response body exceeds the {limit}-byte limit (max_response_size)",
-                    request_id=request_id_of(response.headers),
-                )
-            chunks.append(chunk)
-    return b"".join(chunks)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal, TypedDict, overload
 
-from ._client import RequestOptions, read_body, release
+from ._client import RequestOptions
 from ._config import NOT_GIVEN, USE_CLIENT_DEFAULT, NotGiven, Timeout, UseClientDefault
-from ._exceptions import APIError, ConfigurationError
+from ._exceptions import ConfigurationError
 from ._models import Completion, completion_decoder
-from ._responses import decode_body, error_in, request_id_of
 from ._streaming import CompletionStream
 
 if TYPE_CHECKING:
@@ -30,7 +29,6 @@ class StreamOptions(TypedDict, total=False):
 
 
 _PATH = "/completions"
-_CLIENT_DEFAULTS = RequestOptions()
 
 
 def _body(
@@ -258,44 +256,16 @@ class Completions:
             },
             extra_body,
         )
-        if (
-            deployment is USE_CLIENT_DEFAULT
-            and tags is USE_CLIENT_DEFAULT
-            and refresh_cache is USE_CLIENT_DEFAULT
-            and timeout is USE_CLIENT_DEFAULT
-            and max_retries is USE_CLIENT_DEFAULT
-            and extra_headers is None
-        ):
-            options = _CLIENT_DEFAULTS  # the usual case; building one costs ~1 us
-        else:
-            options = RequestOptions(
-                deployment=deployment,
-                tags=tags,
-                refresh_cache=refresh_cache,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        client = self._client
-        response = await client._post(_PATH, body, options, stream=stream)
+        options = RequestOptions.build(
+            deployment=deployment,
+            tags=tags,
+            refresh_cache=refresh_cache,
+            timeout=timeout,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
+        )
         if stream:
-            return CompletionStream(
-                response,
-                completion_decoder,
-                max_event_size=client.max_event_size,
-                max_response_size=client.max_response_size,
-                read_timeout=client.resolve_timeout(options).read,
+            return await self._client._stream(
+                _PATH, body, options, completion_decoder, CompletionStream
             )
-        try:
-            data = await read_body(response, client.max_response_size)
-        finally:
-            release(response)
-        request_id = request_id_of(response.headers)
-        error = error_in(data)
-        if error is not None:
-            message = error if isinstance(error, str) else error.message
-            raise APIError(
-                f"The proxy answered 200 with an error: {message}",
-                request_id=request_id,
-            )
-        return decode_body(completion_decoder, data, request_id)
+        return await self._client._request(_PATH, body, options, completion_decoder)

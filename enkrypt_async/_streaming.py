@@ -15,7 +15,6 @@ from typing import Any, Final, Generic, TypeVar
 import aiohttp
 import msgspec
 
-from ._client import read_body, release
 from ._exceptions import (
     APIConnectionError,
     APITimeoutError,
@@ -33,6 +32,7 @@ from ._models import (
 )
 from ._responses import DECODE_ERRORS, decode_body, error_in, excerpt, request_id_of
 from ._sse import RawEvent, SSEDecoder
+from ._transport import read_body, release
 
 __all__ = ["CompletionStream", "Stream"]
 
