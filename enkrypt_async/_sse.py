@@ -137,6 +137,9 @@ class SSEDecoder:
                 completed before it in the same chunk are returned first, and
                 the error is raised by the next call (`feed` or `close`).
         """
+        raw = self._feed_raw(data)
+        if not raw:
+            return []
         return [
             ServerSentEvent(
                 event.decode("utf-8", "replace") if event else "message",
@@ -144,12 +147,13 @@ class SSEDecoder:
                 last_id,
                 retry,
             )
-            for event, text, last_id, retry in self._feed_raw(data)
+            for event, text, last_id, retry in raw
         ]
 
     def _feed_raw(self, data: bytes) -> list[RawEvent]:
         """`feed`, returning undecoded `RawEvent` tuples (for the stream)."""
-        self._raise_pending()
+        if self._error is not None:
+            self._raise_pending()
         if self._closed:
             raise ValueError("SSEDecoder.feed() called after close()")
         if not data:
