@@ -42,6 +42,7 @@ from ._exceptions import (
     APIStatusError,
     ClientClosedError,
     ConfigurationError,
+    GuardrailsBlockedError,
     map_exceptions,
 )
 from ._responses import decode_body, error_in, request_id_of, status_error
@@ -497,7 +498,11 @@ class EnkryptClient:
             return None
         headers: Mapping[str, str] | None = None
         if isinstance(error, APIStatusError):
-            if error.status_code not in RETRY_STATUSES:
+            # A guardrails block is a verdict on the prompt: asking again gives
+            # the same answer, whatever status carried it.
+            if error.status_code not in RETRY_STATUSES or isinstance(
+                error, GuardrailsBlockedError
+            ):
                 return None
             headers = error.headers
         return retry_delay(attempt, headers, now=time.time(), jitter=self._rng.random())

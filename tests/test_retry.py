@@ -9,7 +9,12 @@ import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
-from enkrypt_async import APIConnectionError, BadRequestError, RateLimitError
+from enkrypt_async import (
+    APIConnectionError,
+    BadRequestError,
+    GuardrailsBlockedError,
+    RateLimitError,
+)
 from enkrypt_async._retry import (
     MAX_BACKOFF,
     MAX_RETRY_AFTER,
@@ -194,3 +199,22 @@ async def test_connection_errors_are_retried(
         await client.completions.create(prompt="hi")
     assert len(slept) == 3
     assert all(0.75 * b <= d <= b for d, b in zip(slept, [0.5, 1.0, 2.0], strict=True))
+
+
+async def test_a_guardrails_block_is_never_retried_whatever_its_status(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    calls: list[int] = []
+    body = {
+        "error": {"message": "blocked"},
+        "enkrypt_policy_detections": {"input_guardrails": {"summary": {"pii": 1}}},
+    }
+
+    async def handler(request: web.Request) -> web.Response:
+        calls.append(1)
+        return json_response(body, 503, {"Retry-After": "0"})
+
+    client = make_client(base_url=await make_server(handler), max_retries=3)
+    with pytest.raises(GuardrailsBlockedError):
+        await client.completions.create(prompt="hi")
+    assert calls == [1]
