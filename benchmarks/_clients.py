@@ -103,6 +103,20 @@ class BareClient:
         await self._session.close()
 
 
+async def _count_chunks(started: float, stream: Any) -> tuple[int, float, object]:
+    """Read a library's stream to the end: chunks, time to the first, the last."""
+    first = 0.0
+    count = 0
+    last: object = None
+    async with stream:
+        async for chunk in stream:
+            if not count:
+                first = time.perf_counter() - started
+            count += 1
+            last = chunk
+    return count, first, last
+
+
 class EnkryptAsyncClient:
     def __init__(self, base_url: str) -> None:
         from enkrypt_async import EnkryptClient
@@ -120,17 +134,8 @@ class EnkryptAsyncClient:
 
     async def stream(self) -> tuple[int, float, object]:
         started = time.perf_counter()
-        first = 0.0
-        count = 0
-        last: object = None
         stream = await self._client.completions.create(prompt=PROMPT, stream=True)
-        async with stream:
-            async for chunk in stream:
-                if not count:
-                    first = time.perf_counter() - started
-                count += 1
-                last = chunk
-        return count, first, last
+        return await _count_chunks(started, stream)
 
     async def open_idle(self) -> Closer:
         stream = await self._client.completions.create(prompt=IDLE_MARKER, stream=True)
@@ -159,19 +164,10 @@ class OpenAIClient:
 
     async def stream(self) -> tuple[int, float, object]:
         started = time.perf_counter()
-        first = 0.0
-        count = 0
-        last: object = None
         stream = await self._client.completions.create(
             model="m", prompt=PROMPT, stream=True
         )
-        async with stream:
-            async for chunk in stream:
-                if not count:
-                    first = time.perf_counter() - started
-                count += 1
-                last = chunk
-        return count, first, last
+        return await _count_chunks(started, stream)
 
     async def open_idle(self) -> Closer:
         stream = await self._client.completions.create(
