@@ -378,16 +378,20 @@ class EnkryptClient:
         options: RequestOptions,
         *,
         stream: bool,
+        timeout: Timeout,
     ) -> aiohttp.ClientResponse:
         """Send one request, retrying as configured, and return the response.
 
         The returned response has a success status and an unread body; the caller
         must release it. Error statuses are read, released and raised here.
+        ``timeout`` is the request's, from `resolve_timeout`.
         """
         headers = self._request_headers(options, stream=stream)
-        timeout = self._aiohttp_timeout
-        if not isinstance(options.timeout, UseClientDefault):
-            timeout = aiohttp_timeout(self.resolve_timeout(options))
+        limits = (
+            self._aiohttp_timeout
+            if timeout is self._timeout
+            else aiohttp_timeout(timeout)
+        )
         retries = self._max_retries
         if not isinstance(options.max_retries, UseClientDefault):
             retries = _check_retries(options.max_retries)
@@ -400,7 +404,7 @@ class EnkryptClient:
         attempt = 0
         while True:
             try:
-                return await self._attempt(session, url, payload, headers, timeout)
+                return await self._attempt(session, url, payload, headers, limits)
             except (APIConnectionError, APIStatusError) as exc:
                 delay = self._retry_delay(exc, attempt, retries)
                 if delay is None:
@@ -424,7 +428,8 @@ class EnkryptClient:
         decoder: msgspec.json.Decoder[T],
     ) -> T:
         """POST and decode the whole JSON answer into ``decoder``'s type."""
-        response = await self._post(path, body, options, stream=False)
+        timeout = self.resolve_timeout(options)
+        response = await self._post(path, body, options, stream=False, timeout=timeout)
         try:
             data = await read_body(response, self.max_response_size)
         finally:
@@ -448,13 +453,14 @@ class EnkryptClient:
         stream_class: Callable[..., S],
     ) -> S:
         """POST asking for Server-Sent Events; a ``stream_class`` of its chunks."""
-        response = await self._post(path, body, options, stream=True)
+        timeout = self.resolve_timeout(options)
+        response = await self._post(path, body, options, stream=True, timeout=timeout)
         return stream_class(
             response,
             decoder,
             max_event_size=self.max_event_size,
             max_response_size=self.max_response_size,
-            read_timeout=self.resolve_timeout(options).read,
+            read_timeout=timeout.read,
         )
 
     async def _attempt(

@@ -258,21 +258,25 @@ class Stream(Generic[ChunkT]):
         False when it is not (another field, ``[DONE]``, an ``"error"`` key, a
         malformed chunk...): the careful path then gets the same bytes.
         """
-        try:
-            chunks = self._sse._feed_data_array(data, self._decode_plain)
-        except DECODE_ERRORS:
-            return False
+        chunks = self._sse._feed_data_array(data, self._decode_plain)
         if chunks is None:
             return False
         self._ready.extend(chunks)
         return True
 
     def _decode_plain(self, array: bytes) -> list[ChunkT] | None:
-        # An error event must take the careful path (it raises StreamError);
+        """The chunks of a JSON array of plain events, or None for the careful path.
+
+        The careful path raises StreamError for an error event and pinpoints a bad
+        chunk, so anything unusual goes there.
+        """
         # '"error"' escaped inside a JSON string cannot match.
         if b'"error"' in array:
             return None
-        return self._batch_decoder.decode(array)
+        try:
+            return self._batch_decoder.decode(array)
+        except DECODE_ERRORS:
+            return None
 
     def _queue(self, events: list[RawEvent]) -> None:
         """Queue the events of a read the fast path declined (the first, the last).
@@ -287,10 +291,7 @@ class Stream(Generic[ChunkT]):
             plain += 1
         if plain > 1:
             array = b"[" + b",".join([e[1] for e in events[:plain]]) + b"]"
-            try:
-                chunks = self._decode_plain(array)
-            except DECODE_ERRORS:
-                chunks = None
+            chunks = self._decode_plain(array)
             if chunks is not None:
                 self._ready.extend(chunks)
                 events = events[plain:]
