@@ -51,27 +51,12 @@ _STREAM_ERRORS: Final[Mapping[type[BaseException], type[EnkryptError]]] = {
 _DRAIN_TIMEOUT: Final = 1.0
 _DRAIN_LIMIT: Final = 64 * 1024
 _DONE: Final = b"[DONE]"
+#: A chunk that names it goes the careful way (an error in the stream's body);
+#: '"error"' escaped inside a JSON string cannot match.
+_ERROR_KEY: Final = b'"error"'
 #: Most bytes parsed per read: a fast server can have the whole stream buffered,
 #: and parsing all of it before yielding the first chunk delays that chunk.
 _READ_SIZE: Final = 64 * 1024
-
-
-#: One decoder of ``list[chunk type]`` per chunk type, built on first use.
-_BATCH_DECODERS: dict[tuple[object, bool], msgspec.json.Decoder[Any]] = {}
-
-
-def _batch_decoder(
-    decoder: msgspec.json.Decoder[ChunkT],
-) -> msgspec.json.Decoder[list[ChunkT]]:
-    """A decoder of a JSON array of chunks, built once per chunk type."""
-    key = (decoder.type, decoder.strict)
-    batch = _BATCH_DECODERS.get(key)
-    if batch is None:
-        chunks: Any = list[decoder.type]  # type: ignore[name-defined]
-        batch = _BATCH_DECODERS[key] = msgspec.json.Decoder(
-            chunks, strict=decoder.strict
-        )
-    return batch
 
 
 def _stop_socket_timer(response: aiohttp.ClientResponse) -> None:
@@ -118,11 +103,13 @@ class Stream(Generic[ChunkT]):
         self._decoder = decoder
         self._sse = SSEDecoder(max_event_size=max_event_size)
         self._max_response_size = max_response_size
-        # Chunks decoded ahead from one network read, then events for the careful
-        # path; both in arrival order, `_ready` always before `_pending`.
-        self._ready: deque[ChunkT] = deque()
+        # The raw JSON of plain events from one network read, decoded one per
+        # chunk taken (a whole read decoded at once keeps hundreds of structs
+        # alive and wakes the garbage collector); then events for the careful
+        # path. Both in arrival order, `_ready` always before `_pending`.
+        self._ready: deque[bytes] = deque()
         self._pending: deque[RawEvent] = deque()
-        self._batch_decoder = _batch_decoder(decoder)
+        self._decode = decoder.decode
         # A JSON answer to a stream request is one whole response, not a stream.
         self._whole_json = response.content_type == "application/json"
         self._eof = False
@@ -179,10 +166,17 @@ class Stream(Generic[ChunkT]):
         return self
 
     async def __anext__(self) -> ChunkT:
-        if self._ready:
-            return self._ready.popleft()
+        ready = self._ready
         pending = self._pending
         while True:
+            while ready:
+                raw = ready.popleft()
+                try:
+                    return self._decode(raw)
+                except DECODE_ERRORS:
+                    chunk = self._decode_event(b"", raw)  # raises, or ends on [DONE]
+                    if chunk is not None:
+                        return chunk
             while pending:
                 event, data, _, _ = pending.popleft()
                 chunk = self._decode_event(event, data)
@@ -200,16 +194,17 @@ class Stream(Generic[ChunkT]):
             if self._whole_json:
                 return self._decode_whole(await self._read_whole())
             await self._read_events()
-            if self._ready:
-                return self._ready.popleft()
 
     async def _read_events(self) -> None:
         try:
             with map_exceptions(_STREAM_ERRORS, request_id=self.request_id):
                 data = await self._read()
             if data:
-                if not self._decode_batch(data):
+                values = self._sse._feed_plain(data, _ERROR_KEY)
+                if values is None:
                     self._queue(self._sse._feed_raw(data))
+                else:
+                    self._ready.extend(values)
             else:
                 self._eof = True
                 self._sse.close()  # spec: an unterminated event is dropped
@@ -252,50 +247,20 @@ class Stream(Generic[ChunkT]):
             )
         )
 
-    def _decode_batch(self, data: bytes) -> bool:
-        """Decode a read of plain ``data:`` chunks in one msgspec call, if it is one.
-
-        False when it is not (another field, ``[DONE]``, an ``"error"`` key, a
-        malformed chunk...): the careful path then gets the same bytes.
-        """
-        chunks = self._sse._feed_data_array(data, self._decode_plain)
-        if chunks is None:
-            return False
-        self._ready.extend(chunks)
-        return True
-
-    def _decode_plain(self, array: bytes) -> list[ChunkT] | None:
-        """The chunks of a JSON array of plain events, or None for the careful path.
-
-        The careful path raises StreamError for an error event and pinpoints a bad
-        chunk, so anything unusual goes there.
-        """
-        # '"error"' escaped inside a JSON string cannot match.
-        if b'"error"' in array:
-            return None
-        try:
-            return self._batch_decoder.decode(array)
-        except DECODE_ERRORS:
-            return None
-
     def _queue(self, events: list[RawEvent]) -> None:
         """Queue the events of a read the fast path declined (the first, the last).
 
-        Its leading plain ``data:`` events are still decoded in one call; the rest,
-        and all of them if that fails, take the careful path one by one.
+        Its leading plain ``data:`` events still take the fast decode; the rest
+        take the careful path, which raises `StreamError` for an error event and
+        pinpoints a bad chunk.
         """
         plain = 0
         for event, data, _, _ in events:
-            if event or data == _DONE:
+            if event or _ERROR_KEY in data:
                 break
             plain += 1
-        if plain > 1:
-            array = b"[" + b",".join([e[1] for e in events[:plain]]) + b"]"
-            chunks = self._decode_plain(array)
-            if chunks is not None:
-                self._ready.extend(chunks)
-                events = events[plain:]
-        self._pending.extend(events)
+        self._ready.extend([data for _, data, _, _ in events[:plain]])
+        self._pending.extend(events[plain:])
 
     async def _read_whole(self) -> bytes:
         try:
@@ -311,6 +276,7 @@ class Stream(Generic[ChunkT]):
     def _decode_event(self, event_type: bytes, raw: bytes) -> ChunkT | None:
         if raw == _DONE:
             self._done = True
+            self._ready.clear()
             self._pending.clear()
             return None
         event = event_type.decode("utf-8", "replace") if event_type else "message"

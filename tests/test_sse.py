@@ -8,7 +8,7 @@ import itertools
 import re
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import enkrypt_async._sse
@@ -607,8 +607,10 @@ _STREAM = st.builds(
 )
 
 
-def _rechunk(stream: bytes, cuts: list[int]) -> list[bytes]:
-    bounds = [0, *sorted(cuts), len(stream)]  # repeated cuts give empty chunks
+def _rechunk(stream: bytes, data: st.DataObject) -> list[bytes]:
+    """``stream`` cut at up to 12 drawn places (repeated cuts give empty chunks)."""
+    cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=12))
+    bounds = [0, *sorted(cuts), len(stream)]
     return [stream[a:b] for a, b in itertools.pairwise(bounds)]
 
 
@@ -617,10 +619,9 @@ def _rechunk(stream: bytes, cuts: list[int]) -> list[bytes]:
 def test_random_streams_in_random_chunks_match_the_reference(
     stream: bytes, data: st.DataObject
 ) -> None:
-    cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=12))
     decoder = SSEDecoder()
     events: list[E] = []
-    for chunk in _rechunk(stream, cuts):
+    for chunk in _rechunk(stream, data):
         events += decoder.feed(chunk)
     events += decoder.close()
     expected, last_id, retry = reference(stream)
@@ -641,8 +642,7 @@ def test_whether_max_event_size_trips_does_not_depend_on_chunking(
             return True
         return False
 
-    cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=12))
-    assert trips(*_rechunk(stream, cuts)) == trips(stream)
+    assert trips(*_rechunk(stream, data)) == trips(stream)
 
 
 # --- long input stays linear --------------------------------------------------------
@@ -685,3 +685,49 @@ def test_sixteen_mib_single_event_in_one_call() -> None:
     events = SSEDecoder(max_event_size=32 << 20).feed(stream)
     assert len(events) == 1
     assert len(events[0].data) == 16 << 20
+
+
+# --- the streams' fast path ---------------------------------------------------------
+
+_PLAIN_STREAM = st.lists(
+    st.one_of(
+        st.builds(lambda text: f"data: {text}\n\n", _TEXT).map(str.encode),
+        st.sampled_from(
+            [b'data: {"a": 1}\n\n', b"data: \n\n", b"data: [DONE]\n\n", b"\n"]
+        ),
+        _PIECE,
+    ),
+    max_size=30,
+).map(b"".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(stream=_PLAIN_STREAM, data=st.data())
+def test_the_plain_events_fast_path_agrees_with_the_careful_one(
+    stream: bytes, data: st.DataObject
+) -> None:
+    # A stream tries `_feed_plain` on every read and falls back to `_feed_raw`.
+    fast, careful = SSEDecoder(), SSEDecoder()
+    got: list[tuple[bytes, bytes]] = []
+    expected: list[tuple[bytes, bytes]] = []
+    for chunk in _rechunk(stream, data):
+        values = fast._feed_plain(chunk, b"\0")
+        if values is None:
+            got += [(event, text) for event, text, _, _ in fast._feed_raw(chunk)]
+        else:
+            event("the fast path took a read")
+            assert b"\0" not in b"".join(values)
+            got += [(b"", value) for value in values]
+        expected += [(event, text) for event, text, _, _ in careful._feed_raw(chunk)]
+    assert got == expected
+    assert fast.last_event_id == careful.last_event_id
+
+
+def test_the_fast_path_declines_a_read_holding_the_rejected_bytes() -> None:
+    decoder = SSEDecoder()
+    assert decoder._feed_plain(b'data: {"a": 1}\n\ndata: {"b"', b'"error"') == [
+        b'{"a": 1}'
+    ]
+    # The rejected bytes are split across reads: still seen, nothing consumed.
+    assert decoder._feed_plain(b': 2, "error": 3}\n\n', b'"error"') is None
+    assert decoder._feed_raw(b": 2}\n\n") == [(b"", b'{"b": 2}', None, None)]

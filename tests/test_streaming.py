@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import json
 import tracemalloc
@@ -629,3 +630,40 @@ async def test_a_connection_reused_after_a_stream_keeps_the_read_timeout(
     with pytest.raises(APITimeoutError):
         await client.completions.create(prompt="hi")
     assert checked_out(client) == 0
+
+
+async def test_a_read_of_many_chunks_is_decoded_one_chunk_at_a_time(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    # Decoding a whole read up front would keep hundreds of structs alive at once
+    # and wake the garbage collector; only the chunk in hand should exist.
+    body = b"".join(event(chunk(f"{i}")) for i in range(500)) + DONE
+    stream = await stream_of(make_client, await sse_server(make_server, [body]))
+
+    def completions() -> int:
+        return sum(isinstance(o, Completion) for o in gc.get_objects())
+
+    before = completions()
+    alive: list[int] = []
+    async with stream:
+        async for item in stream:
+            if item.choices[0].text in ("1", "250"):
+                alive.append(completions() - before)
+            del item
+    assert alive == [1, 1]
+
+
+async def test_plain_chunks_around_an_empty_data_event_and_after_done(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    body = (
+        event(chunk("a"))
+        + b"data: \n\n"  # an empty event is skipped, like a keep-alive
+        + event(chunk("b"))
+        + DONE
+        + event(chunk("after the end"))
+    )
+    stream = await stream_of(
+        make_client, await sse_server(make_server, [event(chunk("0")), body])
+    )
+    assert await texts(stream) == ["0", "a", "b"]
