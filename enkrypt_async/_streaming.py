@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any, Final, Generic, TypeVar
 
@@ -54,9 +54,6 @@ _DONE: Final = b"[DONE]"
 #: A chunk that names it goes the careful way (an error in the stream's body);
 #: '"error"' escaped inside a JSON string cannot match.
 _ERROR_KEY: Final = b'"error"'
-#: Most bytes parsed per read: a fast server can have the whole stream buffered,
-#: and parsing all of it before yielding the first chunk delays that chunk.
-_READ_SIZE: Final = 64 * 1024
 
 
 def _stop_socket_timer(response: aiohttp.ClientResponse) -> None:
@@ -158,12 +155,32 @@ class Stream(Generic[ChunkT]):
             self._done = True
             release(self._response)
 
-    def __aiter__(self) -> Stream[ChunkT]:
+    def __aiter__(self) -> AsyncIterator[ChunkT]:
         if self._closed:
             raise StreamConsumedError(
                 "This stream was already consumed or closed; request a new one"
             )
-        return self
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[ChunkT]:
+        ready = self._ready
+        decode = self._decode
+        while True:
+            while ready:
+                raw = ready.popleft()
+                try:
+                    chunk = decode(raw)
+                except DECODE_ERRORS:
+                    maybe = self._decode_event(b"", raw)
+                    if maybe is None:
+                        continue
+                    chunk = maybe
+                yield chunk
+            try:
+                chunk = await self.__anext__()
+            except StopAsyncIteration:
+                return
+            yield chunk
 
     async def __anext__(self) -> ChunkT:
         ready = self._ready
@@ -223,16 +240,19 @@ class Stream(Generic[ChunkT]):
         """The next bytes, waiting at most the read timeout for them.
 
         One timer per read call rather than aiohttp's per socket read (see
-        `_stop_socket_timer`): on a fast stream a read returns many events.
+        `_stop_socket_timer`): on a fast stream a read returns many events. A read
+        takes all that is buffered, which aiohttp's flow control bounds; chunks
+        are decoded one at a time as they are taken, so a large read does not
+        delay the first.
         """
         if self._read_timeout is None:
-            return await self._reader.read(_READ_SIZE)
+            return await self._reader.readany()
         loop = asyncio.get_running_loop()
         timer = loop.call_later(
             self._read_timeout, self._on_idle, self._reader.total_bytes
         )
         try:
-            return await self._reader.read(_READ_SIZE)
+            return await self._reader.readany()
         finally:
             timer.cancel()
 
@@ -345,10 +365,6 @@ class CompletionStream(Stream[Completion]):
     """
 
     async def __aenter__(self) -> CompletionStream:
-        return self
-
-    def __aiter__(self) -> CompletionStream:
-        super().__aiter__()
         return self
 
     async def collect(self) -> Completion:

@@ -667,3 +667,23 @@ async def test_plain_chunks_around_an_empty_data_event_and_after_done(
         make_client, await sse_server(make_server, [event(chunk("0")), body])
     )
     assert await texts(stream) == ["0", "a", "b"]
+
+
+async def test_a_loop_broken_off_is_resumed_by_the_next_one_without_a_gap(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    body = b"".join(event(chunk(f"{i}")) for i in range(6)) + DONE
+    stream = await stream_of(make_client, await sse_server(make_server, [body]))
+    seen: list[str] = []
+    async with stream:
+        async for item in stream:
+            seen.append(item.choices[0].text)
+            if len(seen) == 2:
+                break
+        seen.append((await anext(stream)).choices[0].text)
+        iterator = aiter(stream)
+        seen.append((await anext(iterator)).choices[0].text)
+        seen += [item.choices[0].text async for item in stream]
+        with pytest.raises(StopAsyncIteration):
+            await anext(iterator)
+    assert seen == [f"{i}" for i in range(6)]
