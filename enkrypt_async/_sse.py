@@ -233,10 +233,10 @@ class SSEDecoder:
         ):
             return None  # the careful path enforces the limit event by event
         values = head[6:-2].split(b"\n\ndata: ")
-        # Each separator holds two LFs and the end two more: if that is every LF,
-        # each event is exactly one "data: " line (no other field, no comment, no
-        # run of three LFs).
-        if head.count(b"\n") != 2 * len(values):
+        # If no LF is left in a value, every LF was in a separator or the final
+        # blank line: each event is exactly one "data: " line (no other field, no
+        # comment, no run of three LFs). A copy and a memchr cost less than a count.
+        if b"\n" in b"".join(values):
             return None
         self._buf[:] = tail
         return values
