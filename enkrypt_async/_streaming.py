@@ -7,8 +7,10 @@ implementation; `CompletionStream` adds `CompletionStream.collect`.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
+from functools import partial
 from types import TracebackType
 from typing import Any, Final, Generic, TypeVar
 
@@ -54,13 +56,15 @@ _DONE: Final = b"[DONE]"
 #: A chunk that names it goes the careful way (an error in the stream's body);
 #: '"error"' escaped inside a JSON string cannot match.
 _ERROR_KEY: Final = b'"error"'
+#: The most bytes of the first read (see `Stream._read`).
+_FIRST_READ_SIZE: Final = 16 * 1024
 
 
 def _stop_socket_timer(response: aiohttp.ClientResponse) -> None:
     """Hand the idle timeout of a streamed body from aiohttp to the stream.
 
     aiohttp re-arms its ``sock_read`` timer on every socket read, about once per
-    event of a fast stream; `Stream._read` arms one per read call instead. With
+    event of a fast stream; a stream keeps one idle timer instead (`Stream._read`). With
     its ``read_timeout`` None, aiohttp's ``start_timeout`` drops the armed timer.
     On an aiohttp without these, its timer simply stays: the same deadline.
     """
@@ -68,6 +72,18 @@ def _stop_socket_timer(response: aiohttp.ClientResponse) -> None:
     if hasattr(protocol, "read_timeout") and hasattr(protocol, "start_timeout"):
         protocol.read_timeout = None
         protocol.start_timeout()
+
+
+#: How early the idle timer may fire and still count as due (clock resolution).
+_IDLE_SLACK: Final = 0.001
+
+
+def _check_idle(ref: weakref.ReferenceType[Stream[Any]]) -> None:
+    # The timer holds the stream weakly: an abandoned stream is collected (and its
+    # connection released) at once, not when its idle timer would have fired.
+    stream = ref()
+    if stream is not None:
+        stream._on_idle()
 
 
 class Stream(Generic[ChunkT]):
@@ -94,6 +110,11 @@ class Stream(Generic[ChunkT]):
     ) -> None:
         self._response = response
         self._read_timeout = read_timeout
+        # The idle timer, and the start and byte count of the read waiting now.
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._waiting_since: float | None = None
+        self._waiting_bytes = 0
+        self._first_read = True
         if read_timeout is not None:
             _stop_socket_timer(response)
         self._reader = response.content
@@ -147,13 +168,20 @@ class Stream(Generic[ChunkT]):
         # An abandoned stream gives its connection back when collected, quietly:
         # the pool must never run dry because a caller forgot `async with`.
         if not getattr(self, "_closed", True):
+            self._stop_idle_timer()
             self._response.close()
 
     def _close(self) -> None:
         if not self._closed:
             self._closed = True
             self._done = True
+            self._stop_idle_timer()
             release(self._response)
+
+    def _stop_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
 
     def __aiter__(self) -> AsyncIterator[ChunkT]:
         if self._closed:
@@ -239,31 +267,58 @@ class Stream(Generic[ChunkT]):
     async def _read(self) -> bytes:
         """The next bytes, waiting at most the read timeout for them.
 
-        One timer per read call rather than aiohttp's per socket read (see
-        `_stop_socket_timer`): on a fast stream a read returns many events. A read
-        takes all that is buffered, which aiohttp's flow control bounds; chunks
-        are decoded one at a time as they are taken, so a large read does not
-        delay the first.
+        One idle timer per stream rather than aiohttp's per socket read (see
+        `_stop_socket_timer`) or one per read: it is armed by the first read that
+        waits and re-armed only when it fires, so a stream of many reads creates
+        a timer or two. A read takes all that is buffered, which aiohttp's flow
+        control bounds, except the first: a fast server may have sent hundreds of
+        kilobytes already, and cutting them all up would delay the first chunk.
         """
-        if self._read_timeout is None:
-            return await self._reader.readany()
+        reader = self._reader
+        read = reader.readany
+        if self._first_read:
+            self._first_read = False
+            read = partial(reader.read, _FIRST_READ_SIZE)
+        timeout = self._read_timeout
+        if timeout is None:
+            return await read()
         loop = asyncio.get_running_loop()
-        timer = loop.call_later(
-            self._read_timeout, self._on_idle, self._reader.total_bytes
-        )
+        self._waiting_since = now = loop.time()
+        self._waiting_bytes = reader.total_bytes
+        if self._idle_timer is None:
+            self._idle_timer = loop.call_at(
+                now + timeout, _check_idle, weakref.ref(self)
+            )
         try:
-            return await self._reader.readany()
+            return await read()
         finally:
-            timer.cancel()
+            self._waiting_since = None
 
-    def _on_idle(self, total_bytes: int) -> None:
-        # What aiohttp's own sock_read timer does: fail the pending read; unless
-        # bytes arrived in the same loop iteration and the read is resuming.
-        if self._reader.total_bytes != total_bytes:
+    def _on_idle(self) -> None:
+        """The idle timer fired: fail the read waiting now if it waited too long.
+
+        Like aiohttp's own sock_read timer, the read fails with ServerTimeoutError;
+        not when bytes arrived in this loop iteration and the read is resuming.
+        With no read waiting, the next one arms a new timer.
+        """
+        self._idle_timer = None
+        since = self._waiting_since
+        timeout = self._read_timeout
+        if (
+            since is None
+            or timeout is None
+            or self._closed
+            or self._reader.total_bytes != self._waiting_bytes
+        ):
+            return
+        loop = asyncio.get_running_loop()
+        due = since + timeout
+        if due - loop.time() > _IDLE_SLACK:  # armed by an earlier read: not yet
+            self._idle_timer = loop.call_at(due, _check_idle, weakref.ref(self))
             return
         self._reader.set_exception(
             aiohttp.ServerTimeoutError(
-                f"No data for {self._read_timeout} s (Timeout.read) between events"
+                f"No data for {timeout} s (Timeout.read) between events"
             )
         )
 
