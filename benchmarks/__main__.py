@@ -2,7 +2,8 @@
 
 The loopback server runs in its own process for the whole run; every
 (client, load, repeat) runs in a fresh client process, clients alternating in
-rotating order so drift on a noisy machine is spread over all of them.
+rotating order so drift on a noisy machine is spread over all of them. Then each
+client runs once more under callgrind, whose instruction counts do not drift.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import _imports, _machine, _report
+from . import _imports, _instructions, _machine, _report
 from ._clients import KINDS, aiohttp_backend_available
 from ._payloads import RESULTS, ROOT, child_env
 
@@ -123,7 +124,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a ~1-minute smoke run: 1 short repeat, openai's aiohttp backend skipped",
+        help="a ~1-minute smoke run: 1 short repeat, openai's aiohttp backend and "
+        "the instruction counts skipped",
+    )
+    parser.add_argument(
+        "--no-instructions",
+        dest="instructions",
+        action="store_false",
+        help="skip the instruction counts (callgrind; several minutes)",
     )
     parser.add_argument(
         "--profile",
@@ -139,6 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     kinds = [k for k in KINDS if k in args.clients]
     if args.quick:
         args.repeats, args.duration, args.import_repeats = 1, 0.5, 3
+        args.instructions = False
         if "openai-aiohttp" in kinds:
             kinds.remove("openai-aiohttp")  # a round of 32 streams takes ~10 s
     if "openai-aiohttp" in kinds and not aiohttp_backend_available():
@@ -155,8 +164,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(path)
         return 0
     started = time.perf_counter()
+    if args.instructions and not _instructions.available():
+        print("valgrind is not installed: instruction counts skipped", file=sys.stderr)
+        args.instructions = False
     with server() as port:
         runs = run_clients(port, kinds, args.repeats, args.duration, args.idle_streams)
+        instructions = (
+            _instructions.measure(port, kinds, sys.stderr) if args.instructions else {}
+        )
     print("decoding...", file=sys.stderr, flush=True)
     decode = _python("benchmarks._decode", f"--repeats={3 if args.quick else 7}")
     print("import time...", file=sys.stderr, flush=True)
@@ -178,6 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "decode": decode,
         "imports": imports,
         "runs": runs,
+        "instructions": instructions,
         "wall_s": time.perf_counter() - started,
     }
     _report.write(data, args.output)

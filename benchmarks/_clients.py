@@ -5,7 +5,10 @@
 - ``request``: non-streamed completions from ``--concurrency`` tasks for
   ``--duration`` seconds (after a warm-up): count, wall and process CPU time;
 - ``stream``: the same with 2,048-chunk streams: chunks, CPU, time to first chunk;
-- ``idle``: ``--count`` streams held open after their first chunk: RSS growth.
+- ``idle``: ``--count`` streams held open after their first chunk: RSS growth;
+- ``phases``: fixed loads for ``_instructions``, each ended by ``os.sched_yield()``
+  (where callgrind dumps the instructions counted so far); ``--phase-scale``
+  shrinks them for slow clients.
 
 Each library is imported inside its client's constructor, so a process loads only
 what it measures. CPU is `time.process_time` of this (client) process only.
@@ -17,6 +20,7 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -314,6 +318,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             result = await run_requests(client, args.concurrency, args.duration)
         elif args.scenario == "stream":
             result = await run_streams(client, args.concurrency, args.duration)
+        elif args.scenario == "phases":
+            result = await run_phases(client, args.phase_scale)
         else:
             result = await run_idle(client, args.count)
     finally:
@@ -321,14 +327,77 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return {"kind": args.kind, "scenario": args.scenario, **result}
 
 
+#: (name, what a unit is, units at scale 1): the loads `run_phases` measures.
+PHASES: tuple[tuple[str, str, int], ...] = (
+    ("request_c1", "request", 300),
+    ("request_c64", "request", 1280),
+    ("stream_1", "chunk", 3),
+    ("stream_32", "chunk", 32),
+)
+
+
+async def run_phases(client: Client, scale: float) -> dict[str, Any]:
+    """Run each of `PHASES` once, with ``os.sched_yield()`` between them.
+
+    Under ``valgrind --tool=callgrind --dump-before=sched_yield`` each phase is
+    then one dump file holding exactly its instructions; start-up, warm-up (which
+    opens the connections the loads use) and tear-down fall in other dumps.
+    Returns ``parts``: per dump, in order, the phase name and its units (a name
+    of None for the dumps that are not a phase).
+    """
+    units = {name: max(1, round(count * scale)) for name, _, count in PHASES}
+    if scale < 1:
+        del units["stream_32"]  # 65,536 chunks: minutes for a slow client
+    concurrent = units.get("stream_32", 1)
+
+    async def streams(count: int) -> int:
+        results = await asyncio.gather(*(client.stream() for _ in range(count)))
+        if any(chunks != STREAM_CHUNKS for chunks, _, _ in results):
+            raise AssertionError(f"a stream did not yield {STREAM_CHUNKS} chunks")
+        _check(results[-1][2])
+        return count * STREAM_CHUNKS
+
+    async def requests(count: int) -> int:
+        results = await asyncio.gather(*(client.request() for _ in range(count)))
+        _check(results[-1])
+        return count
+
+    async def repeat(call: Callable[[], Awaitable[int]], times: int) -> int:
+        return sum([await call() for _ in range(times)])
+
+    loads: dict[str, Callable[[], Awaitable[int]]] = {
+        "request_c1": lambda: repeat(lambda: requests(1), units["request_c1"]),
+        "request_c64": lambda: repeat(
+            lambda: requests(64), max(1, units["request_c64"] // 64)
+        ),
+        "stream_1": lambda: repeat(lambda: streams(1), units["stream_1"]),
+        "stream_32": lambda: streams(concurrent),
+    }
+    await requests(64)
+    await streams(concurrent)
+    # A full collection costs in proportion to the whole heap, an accident of this
+    # process; frozen, it cannot land on whichever phase happens to trigger it.
+    # Collections of the objects each load allocates still count.
+    gc.collect()
+    gc.freeze()
+    parts: list[tuple[str | None, int]] = [(None, 0)]
+    for name in units:
+        os.sched_yield()
+        parts.append((name, await loads[name]()))
+    os.sched_yield()
+    parts.append((None, 0))
+    return {"parts": parts}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks._clients")
     parser.add_argument("kind", choices=KINDS)
-    parser.add_argument("scenario", choices=("request", "stream", "idle"))
+    parser.add_argument("scenario", choices=("request", "stream", "idle", "phases"))
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--duration", type=float, default=2.0)
     parser.add_argument("--count", type=int, default=500)
+    parser.add_argument("--phase-scale", type=float, default=1.0)
     args = parser.parse_args(argv)
     print(json.dumps(asyncio.run(run(args))), flush=True)
 
