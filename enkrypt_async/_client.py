@@ -219,6 +219,8 @@ class EnkryptClient:
         self.max_event_size = max_event_size
         self.max_response_size = max_response_size
         self._headers = self._build_headers(tags, refresh_cache, default_headers)
+        # `_request_headers` for the default options, by ``stream``.
+        self._default_headers: dict[bool, dict[str, str]] = {}
         self._session = session
         self._owns_session = session is None
         self._state = _State.UNOPENED
@@ -347,6 +349,15 @@ class EnkryptClient:
     def _request_headers(
         self, options: RequestOptions, *, stream: bool
     ) -> dict[str, str]:
+        """The headers of one request; built once per kind for default options.
+
+        The returned dict is shared: it must not be changed.
+        """
+        default = options is _CLIENT_DEFAULTS
+        if default:
+            cached = self._default_headers.get(stream)
+            if cached is not None:
+                return cached
         headers = dict(self._headers)
         if stream:
             headers["Accept"] = "text/event-stream"
@@ -369,6 +380,8 @@ class EnkryptClient:
             raise ConfigurationError(
                 "No deployment: pass deployment=... or set $ENKRYPT_DEPLOYMENT"
             )
+        if default:
+            self._default_headers[stream] = headers
         return headers
 
     async def _post(
@@ -471,8 +484,9 @@ class EnkryptClient:
         headers: dict[str, str],
         timeout: aiohttp.ClientTimeout,
     ) -> aiohttp.ClientResponse:
-        started = time.monotonic()
-        if logger.isEnabledFor(logging.DEBUG):
+        debug = logger.isEnabledFor(logging.DEBUG)
+        if debug:
+            started = time.monotonic()
             logger.debug("POST %s headers=%s", url, redacted(headers))
         with map_exceptions(TRANSPORT_ERRORS):
             # raise_for_status=False even if a caller-owned session says True:
@@ -486,7 +500,7 @@ class EnkryptClient:
             )
         if response.status >= 400:
             raise await self._read_error(response)
-        if logger.isEnabledFor(logging.DEBUG):
+        if debug:
             logger.debug(
                 "POST %s -> %d in %.3fs (request id %s)",
                 response.url.path,

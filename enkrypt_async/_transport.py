@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Final
 
 import aiohttp
+from aiohttp import hdrs
 
 from ._config import Timeout
 from ._exceptions import (
@@ -93,6 +94,16 @@ async def read_body(
         APIError: The body is larger than ``limit`` (unless ``truncate``).
         APIConnectionError: The connection failed or timed out while reading.
     """
+    length = response.content_length
+    if (
+        length is not None
+        and length <= limit
+        and hdrs.CONTENT_ENCODING not in response.headers
+    ):
+        # aiohttp reads exactly Content-Length bytes of an unencoded body, so the
+        # limit holds without counting: one read.
+        with map_exceptions(TRANSPORT_ERRORS):
+            return await response.content.read()
     chunks: list[bytes] = []
     size = 0
     with map_exceptions(TRANSPORT_ERRORS):

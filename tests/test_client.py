@@ -274,12 +274,16 @@ async def test_overrides_do_not_leak_into_the_next_request(
     make_client: ClientFactory, mocked: aioresponses
 ) -> None:
     client = make_client(base_url=BASE, tags="keep")
+    # The default request's headers are built once and reused: an override after
+    # them must not change them, nor one before them.
+    await client.completions.create(prompt="0")
     await client.completions.create(prompt="1", tags=None, extra_headers={"X-A": "1"})
     await client.completions.create(prompt="2")
-    first, second = (call["headers"] for call in sent(mocked))
+    before, first, second = (dict(call["headers"]) for call in sent(mocked))
     assert "X-Enkrypt-Tags" not in first
     assert second["X-Enkrypt-Tags"] == "keep"
     assert "X-A" not in second
+    assert before == second
 
 
 async def test_per_request_timeout_becomes_the_aiohttp_timeout(

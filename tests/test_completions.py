@@ -279,6 +279,33 @@ async def test_body_over_max_response_size_fails_clearly(
     assert checked_out(client) == 0
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+@pytest.mark.parametrize("room", [0, -1], ids=["at-the-limit", "one-byte-over"])
+async def test_max_response_size_is_exact_with_and_without_content_length(
+    make_server: ServerFactory, make_client: ClientFactory, chunked: bool, room: int
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if not chunked:
+            return json_response(REFERENCE_BYTES)
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        await response.write(REFERENCE_BYTES)
+        await response.write_eof()
+        return response
+
+    client = make_client(
+        base_url=await make_server(handler),
+        max_response_size=len(REFERENCE_BYTES) + room,
+    )
+    if room < 0:
+        with pytest.raises(APIError, match="byte limit"):
+            await client.completions.create(prompt="hi")
+    else:
+        completion = await client.completions.create(prompt="hi")
+        assert completion.choices
+    assert checked_out(client) == 0
+
+
 async def test_connection_refused_raises_api_connection_error(
     make_client: ClientFactory,
 ) -> None:
