@@ -261,9 +261,14 @@ def markdown(data: dict[str, Any]) -> str:
         "",
         "CPU time: the ratio of the medians. Paired: the median of the ratios "
         "within each repeat, where the two clients ran back to back; it cancels "
-        "the machine's slow drifts. Instructions: the ratio of instructions "
-        "counted by callgrind (see below); they do not drift with the machine's "
-        "load, so they decide met or missed where counted, CPU time elsewhere.",
+        "the machine's slow drifts. "
+        + (
+            "Instructions: the ratio of instructions counted by callgrind (see "
+            "below); they do not drift with the machine's load, so they decide met "
+            "or missed where counted, CPU time elsewhere."
+            if data.get("instructions")
+            else "Instructions were not counted in this run, so CPU time decides."
+        ),
         "",
         "| target | CPU time | paired | instructions | goal | |",
         "|---|---:|---:|---:|---|---|",
