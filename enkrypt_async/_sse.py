@@ -231,7 +231,7 @@ class SSEDecoder:
             or not head.startswith(b"data: ")
             or reject in head
         ):
-            return None  # the careful path enforces the limit event by event
+            return None  # the careful path: it also enforces the size limit per event
         values = head[6:-2].split(b"\n\ndata: ")
         # If no LF is left in a value, every LF was in a separator or the final
         # blank line: each event is exactly one "data: " line (no other field, no

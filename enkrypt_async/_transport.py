@@ -100,8 +100,9 @@ async def read_body(
         and length <= limit
         and hdrs.CONTENT_ENCODING not in response.headers
     ):
-        # aiohttp reads exactly Content-Length bytes of an unencoded body, so the
-        # limit holds without counting: one read.
+        # aiohttp reads exactly Content-Length bytes of an unencoded body (and
+        # refuses Content-Length beside Transfer-Encoding), so the limit holds
+        # without counting: one read.
         with map_exceptions(TRANSPORT_ERRORS):
             return await response.content.read()
     chunks: list[bytes] = []
