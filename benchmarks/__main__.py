@@ -23,7 +23,14 @@ from ._clients import KINDS, aiohttp_backend_available
 from ._payloads import RESULTS, ROOT, child_env
 
 #: (scenario, concurrency); concurrency 0 is the open-idle-streams memory load.
-LOADS = (("request", 1), ("request", 64), ("stream", 1), ("stream", 32), ("idle", 0))
+LOADS = (
+    ("request", 1),
+    ("request", 64),
+    ("stream", 1),
+    ("stream", 32),
+    ("paced", 1),
+    ("idle", 0),
+)
 
 
 @contextlib.contextmanager
@@ -70,7 +77,7 @@ def _python(module: str, *args: str, timeout: float = 600) -> dict[str, Any]:
 def _describe(run: dict[str, Any]) -> str:
     if run["scenario"] == "request":
         return f"{run['rps']:8,.0f} req/s {run['cpu_per_request_us']:8.0f} us CPU/req"
-    if run["scenario"] == "stream":
+    if run["scenario"] in ("stream", "paced"):
         return (
             f"{run['chunks_per_s']:8,.0f} chunks/s "
             f"{run['cpu_per_chunk_us']:7.2f} us CPU/chunk "

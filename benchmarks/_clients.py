@@ -5,6 +5,7 @@
 - ``request``: non-streamed completions from ``--concurrency`` tasks for
   ``--duration`` seconds (after a warm-up): count, wall and process CPU time;
 - ``stream``: the same with 2,048-chunk streams: chunks, CPU, time to first chunk;
+- ``paced``: the same with 256-chunk streams sent one event at a time, 0.5 ms apart;
 - ``idle``: ``--count`` streams held open after their first chunk: RSS growth;
 - ``phases``: fixed loads for ``_instructions``, each ended by ``os.sched_yield()``
   (where callgrind dumps the instructions counted so far); ``--phase-scale``
@@ -26,7 +27,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from ._payloads import API_KEY, DEPLOYMENT, IDLE_MARKER, PROMPT, STREAM_CHUNKS
+from ._payloads import (
+    API_KEY,
+    DEPLOYMENT,
+    IDLE_MARKER,
+    PACED_CHUNKS,
+    PACED_MARKER,
+    PROMPT,
+    STREAM_CHUNKS,
+)
 
 KINDS = ("bare", "enkrypt", "openai", "openai-aiohttp")
 POOL_LIMIT = 1000
@@ -35,7 +44,7 @@ Closer = Callable[[], Awaitable[None]]
 
 class Client(Protocol):
     async def request(self) -> object: ...
-    async def stream(self) -> tuple[int, float, object]: ...
+    async def stream(self, prompt: str = PROMPT) -> tuple[int, float, object]: ...
     async def open_idle(self) -> Closer: ...
     async def aclose(self) -> None: ...
 
@@ -69,14 +78,14 @@ class BareClient:
             body = await response.read()
         return self._decode(body)
 
-    async def stream(self) -> tuple[int, float, object]:
+    async def stream(self, prompt: str = PROMPT) -> tuple[int, float, object]:
         started = time.perf_counter()
         first = 0.0
         count = 0
         last: object = None
         rest = b""
         decode = self._decode
-        data = self._encode({"prompt": PROMPT, "stream": True})
+        data = self._encode({"prompt": prompt, "stream": True})
         async with self._session.post(
             self._url, data=data, headers=self._headers
         ) as response:
@@ -136,9 +145,9 @@ class EnkryptAsyncClient:
     async def request(self) -> object:
         return await self._client.completions.create(prompt=PROMPT)
 
-    async def stream(self) -> tuple[int, float, object]:
+    async def stream(self, prompt: str = PROMPT) -> tuple[int, float, object]:
         started = time.perf_counter()
-        stream = await self._client.completions.create(prompt=PROMPT, stream=True)
+        stream = await self._client.completions.create(prompt=prompt, stream=True)
         return await _count_chunks(started, stream)
 
     async def open_idle(self) -> Closer:
@@ -166,10 +175,10 @@ class OpenAIClient:
     async def request(self) -> object:
         return await self._client.completions.create(model="m", prompt=PROMPT)
 
-    async def stream(self) -> tuple[int, float, object]:
+    async def stream(self, prompt: str = PROMPT) -> tuple[int, float, object]:
         started = time.perf_counter()
         stream = await self._client.completions.create(
-            model="m", prompt=PROMPT, stream=True
+            model="m", prompt=prompt, stream=True
         )
         return await _count_chunks(started, stream)
 
@@ -252,16 +261,19 @@ async def run_requests(
 
 
 async def run_streams(
-    client: Client, concurrency: int, duration: float
+    client: Client, concurrency: int, duration: float, *, paced: bool = False
 ) -> dict[str, Any]:
-    count, _, last = await client.stream()
-    if count != STREAM_CHUNKS:
-        raise AssertionError(f"{count} chunks, expected {STREAM_CHUNKS}")
+    prompt, expected = (
+        (PACED_MARKER, PACED_CHUNKS) if paced else (PROMPT, STREAM_CHUNKS)
+    )
+    count, _, last = await client.stream(prompt)
+    if count != expected:
+        raise AssertionError(f"{count} chunks, expected {expected}")
     _check(last)
     firsts: list[float] = []
 
     async def call() -> int:
-        chunks, first, _ = await client.stream()
+        chunks, first, _ = await client.stream(prompt)
         firsts.append(first)
         return chunks
 
@@ -316,8 +328,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         if args.scenario == "request":
             result = await run_requests(client, args.concurrency, args.duration)
-        elif args.scenario == "stream":
-            result = await run_streams(client, args.concurrency, args.duration)
+        elif args.scenario in ("stream", "paced"):
+            result = await run_streams(
+                client,
+                args.concurrency,
+                args.duration,
+                paced=args.scenario == "paced",
+            )
         elif args.scenario == "phases":
             result = await run_phases(client, args.phase_scale)
         else:
@@ -392,7 +409,9 @@ async def run_phases(client: Client, scale: float) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks._clients")
     parser.add_argument("kind", choices=KINDS)
-    parser.add_argument("scenario", choices=("request", "stream", "idle", "phases"))
+    parser.add_argument(
+        "scenario", choices=("request", "stream", "paced", "idle", "phases")
+    )
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--duration", type=float, default=2.0)

@@ -18,6 +18,11 @@ PROMPT: Final = "give me a good family joke"
 #: A prompt containing this marker gets headers and one chunk, then silence.
 IDLE_MARKER: Final = "__bench_idle__"
 STREAM_CHUNKS: Final = 2048
+#: A prompt containing this marker gets a paced stream: `PACED_CHUNKS` events, one
+#: every `PACED_GAP_S`, so that each arrives in a read of its own, as an LLM's do.
+PACED_MARKER: Final = "__bench_paced__"
+PACED_CHUNKS: Final = 256
+PACED_GAP_S: Final = 0.0005
 
 
 def child_env() -> dict[str, str]:
@@ -81,6 +86,13 @@ def stream_events() -> list[bytes]:
     ]
     events.append(b"data: [DONE]\n\n")
     return events
+
+
+@cache
+def paced_events() -> list[bytes]:
+    """The paced stream: the first chunks of `stream_events`, the last one, DONE."""
+    events = stream_events()
+    return [*events[: PACED_CHUNKS - 1], events[-2], events[-1]]
 
 
 def sample_chunk() -> bytes:

@@ -10,7 +10,9 @@ once at start-up, so the client is what the benchmark measures:
   (``Transfer-Encoding: chunked``, as a proxy flushing each event sends them), the
   last carrying the detections, then ``data: [DONE]``; all written at once;
 - with the idle marker in the prompt: the stream's headers and first chunk, then
-  nothing until the client hangs up (for the open-streams memory figure).
+  nothing until the client hangs up (for the open-streams memory figure);
+- with the paced marker: 256 chunks written one at a time, 0.5 ms apart, so a
+  client reads them one by one as it would an LLM's tokens.
 """
 
 from __future__ import annotations
@@ -23,12 +25,20 @@ import signal
 import sys
 from typing import Final
 
-from ._payloads import IDLE_MARKER, completion_body, stream_events
+from ._payloads import (
+    IDLE_MARKER,
+    PACED_GAP_S,
+    PACED_MARKER,
+    completion_body,
+    paced_events,
+    stream_events,
+)
 
 _CONTENT_LENGTH: Final = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.IGNORECASE)
 _CHUNKED: Final = re.compile(rb"\r\ntransfer-encoding:[^\r]*chunked", re.IGNORECASE)
 _STREAM: Final = re.compile(rb'"stream"\s*:\s*true')
 _IDLE: Final = IDLE_MARKER.encode()
+_PACED: Final = PACED_MARKER.encode()
 
 
 def _http_chunk(data: bytes) -> bytes:
@@ -56,6 +66,9 @@ class Answers:
         events = stream_events()
         self.stream = head + b"".join(map(_http_chunk, events)) + b"0\r\n\r\n"
         self.idle = head + _http_chunk(events[0])
+        self.stream_head = head
+        self.paced = [_http_chunk(event) for event in paced_events()]
+        self.paced[-1] += b"0\r\n\r\n"
         self.not_found = (
             b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
             b'Content-Length: 21\r\n\r\n{"error":"not found"}'
@@ -112,10 +125,24 @@ class HTTPProtocol(asyncio.Protocol):
         elif _IDLE in body:
             self._idle = True  # the client hangs up; nothing more is read
             transport.write(self._answers.idle)
+        elif _PACED in body:
+            transport.write(self._answers.stream_head)
+            self._write_paced(0)
         elif _STREAM.search(body):
             transport.write(self._answers.stream)
         else:
             transport.write(self._answers.completion)
+
+    def _write_paced(self, index: int) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        paced = self._answers.paced
+        transport.write(paced[index])
+        if index + 1 < len(paced):
+            asyncio.get_running_loop().call_later(
+                PACED_GAP_S, self._write_paced, index + 1
+            )
 
 
 async def serve(port: int) -> None:
