@@ -569,7 +569,7 @@ async def test_error_event_split_across_reads_after_plain_chunks_still_raises(
     assert seen == ["a", "b"]
 
 
-async def test_batches_of_plain_chunks_keep_order_across_partial_reads(
+async def test_plain_chunks_on_the_fast_path_keep_order_across_partial_reads(
     make_server: ServerFactory, make_client: ClientFactory
 ) -> None:
     body = b"".join(event(chunk(f"{i:04d}")) for i in range(600)) + DONE
@@ -582,7 +582,7 @@ async def test_batches_of_plain_chunks_keep_order_across_partial_reads(
     assert await texts(stream) == [f"{i:04d}" for i in range(600)]
 
 
-async def test_a_malformed_chunk_inside_a_batch_raises_after_the_good_ones(
+async def test_a_malformed_chunk_on_the_fast_path_raises_after_the_good_ones(
     make_server: ServerFactory, make_client: ClientFactory
 ) -> None:
     body = event(chunk("a")) + event(chunk("b")) + event(b"{broken") + DONE
@@ -593,7 +593,7 @@ async def test_a_malformed_chunk_inside_a_batch_raises_after_the_good_ones(
     assert seen == ["a", "b"]
 
 
-async def test_the_event_size_cap_holds_on_the_batch_path(
+async def test_the_event_size_cap_holds_on_the_fast_path(
     make_server: ServerFactory, make_client: ClientFactory
 ) -> None:
     small = event(chunk("s"))
