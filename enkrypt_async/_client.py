@@ -11,9 +11,10 @@ import asyncio
 import enum
 import logging
 import random
+import ssl
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, TypeVar
@@ -44,13 +45,23 @@ from ._exceptions import (
     ConfigurationError,
     GuardrailsBlockedError,
     map_exceptions,
+    redacted,
 )
-from ._responses import decode_body, error_in, request_id_of, status_error
+from ._responses import (
+    decode_body,
+    error_details,
+    error_in,
+    request_id_of,
+    status_error,
+)
 from ._retry import RETRY_STATUSES, retry_delay
 from ._transport import (
     TRANSPORT_ERRORS,
+    PoolConnector,
     aiohttp_timeout,
+    begin_attempt,
     keepalive_socket,
+    never_processed,
     read_body,
     release,
 )
@@ -72,6 +83,17 @@ _encoder: Final = msgspec.json.Encoder()
 
 T = TypeVar("T")
 S = TypeVar("S")
+
+
+async def _close_with_loop(
+    session: aiohttp.ClientSession,
+) -> AsyncGenerator[None, None]:
+    """Close ``session`` when its loop shuts down, or when closed (`aclose`)."""
+    try:
+        yield
+    finally:
+        if not session.closed:
+            await session.close()
 
 
 class _State(enum.Enum):
@@ -133,18 +155,6 @@ def _check_retries(max_retries: int) -> int:
     return max_retries
 
 
-#: Header names whose values never reach a log line or an error message.
-SENSITIVE_HEADERS: Final = frozenset({"apikey", "authorization", "proxy-authorization"})
-
-
-def redacted(headers: Mapping[str, str]) -> dict[str, str]:
-    """A copy of ``headers`` safe to log: secrets replaced by ``<redacted>``."""
-    return {
-        name: "<redacted>" if name.lower() in SENSITIVE_HEADERS else value
-        for name, value in headers.items()
-    }
-
-
 class EnkryptClient:
     """An asyncio client for Enkrypt AI's guardrailed AI proxy.
 
@@ -169,6 +179,9 @@ class EnkryptClient:
         max_response_size: Largest whole (decompressed) response body accepted.
         allow_insecure_http: Allow a plain ``http://`` base URL to a host other
             than loopback (the API key would travel in clear text).
+        ssl_context: The TLS settings of the client's own connections (a private
+            CA, a client certificate); default: verify the server against the
+            system's trusted CAs. Not with ``session`` (configure its connector).
 
     Raises:
         ConfigurationError: No API key, or a malformed setting.
@@ -198,6 +211,7 @@ class EnkryptClient:
         max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
         max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
         allow_insecure_http: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         from ._completions import Completions
 
@@ -215,6 +229,12 @@ class EnkryptClient:
             raise ConfigurationError("pool_limit must be >= 0 (0: no limit)")
         if max_event_size <= 0 or max_response_size <= 0:
             raise ConfigurationError("max_event_size and max_response_size must be > 0")
+        if ssl_context is not None and session is not None:
+            raise ConfigurationError(
+                "ssl_context applies to the client's own connections: configure "
+                "the connector of the session you pass instead"
+            )
+        self._ssl: ssl.SSLContext | bool = True if ssl_context is None else ssl_context
         self._pool_limit = pool_limit
         self.max_event_size = max_event_size
         self.max_response_size = max_response_size
@@ -223,6 +243,8 @@ class EnkryptClient:
         self._default_headers: dict[bool, dict[str, str]] = {}
         self._session = session
         self._owns_session = session is None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_guard: AsyncGenerator[None, None] | None = None
         self._state = _State.UNOPENED
         self._rng = random.Random()
         self.completions = Completions(self)
@@ -300,9 +322,10 @@ class EnkryptClient:
         A caller-owned session is left open.
         """
         self._state = _State.CLOSED
-        session, self._session = self._session, None
-        if session is not None and self._owns_session and not session.closed:
-            await session.close()
+        guard, self._loop_guard = self._loop_guard, None
+        self._session = None
+        if guard is not None:
+            await guard.aclose()  # closes the session we created
 
     def __del__(self) -> None:
         session = getattr(self, "_session", None)
@@ -319,26 +342,51 @@ class EnkryptClient:
                 stacklevel=1,
             )
 
-    def _open_session(self) -> aiohttp.ClientSession:
+    async def _open_session(self) -> aiohttp.ClientSession:
         if self._state is _State.CLOSED:
             raise ClientClosedError("This EnkryptClient was closed by aclose()")
+        loop = asyncio.get_running_loop()
         session = self._session
+        if self._loop is not None and self._loop is not loop:
+            session = self._leave_loop(session)
         if session is None:
-            # Created inside the running loop, on first use.
-            connector = aiohttp.TCPConnector(
-                limit=self._pool_limit, socket_factory=keepalive_socket
+            # Created inside the running loop, on first use, and closed with that
+            # loop: `asyncio.run` closes live async generators before the loop.
+            connector = PoolConnector(
+                limit=self._pool_limit, socket_factory=keepalive_socket, ssl=self._ssl
             )
             session = self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=self._aiohttp_timeout,
                 raise_for_status=False,
             )
+            self._loop_guard = _close_with_loop(session)
+            await self._loop_guard.asend(None)
         elif session.closed:
             raise ClientClosedError(
                 "The aiohttp session given to EnkryptClient is closed"
             )
+        self._loop = loop
         self._state = _State.OPENED
         return session
+
+    def _leave_loop(
+        self, session: aiohttp.ClientSession | None
+    ) -> aiohttp.ClientSession | None:
+        """The session to use from a new event loop: None to open a new one."""
+        old = self._loop
+        if self._owns_session and (
+            session is None or session.closed or old is None or old.is_closed()
+        ):
+            # The loop the session belonged to is gone (a second asyncio.run):
+            # its connections went with it, so start afresh in this loop.
+            self._session = self._loop_guard = None
+            return None
+        raise ClientClosedError(
+            "This EnkryptClient belongs to another event loop (a thread or an "
+            "earlier asyncio.run); create one client per event loop, for example "
+            "with 'async with EnkryptClient() as client:' inside the coroutine"
+        )
 
     def resolve_timeout(self, options: RequestOptions) -> Timeout:
         """The timeouts in force for a request: its own, else the client's."""
@@ -410,9 +458,13 @@ class EnkryptClient:
             retries = _check_retries(options.max_retries)
         try:
             payload = _encoder.encode(body)
-        except (TypeError, msgspec.EncodeError) as exc:
-            raise ConfigurationError(f"Request body cannot be encoded: {exc}") from exc
-        session = self._open_session()
+        except (TypeError, ValueError, RecursionError, msgspec.EncodeError) as exc:
+            # ValueError: a lone surrogate (UnicodeEncodeError); RecursionError:
+            # a structure that contains itself.
+            raise ConfigurationError(
+                f"The request body cannot be encoded as JSON: {exc}"
+            ) from exc
+        session = await self._open_session()
         url = self._settings.base_url + path
         attempt = 0
         while True:
@@ -450,9 +502,9 @@ class EnkryptClient:
         request_id = request_id_of(response.headers)
         error = error_in(data)
         if error is not None:
-            message = error if isinstance(error, str) else error.message
+            message, _, _ = error_details(error)
             raise APIError(
-                f"The proxy answered 200 with an error: {message}",
+                f"The proxy answered {response.status} with an error: {message}",
                 request_id=request_id,
             )
         return decode_body(decoder, data, request_id)
@@ -488,17 +540,21 @@ class EnkryptClient:
         if debug:
             started = time.monotonic()
             logger.debug("POST %s headers=%s", url, redacted(headers))
+        begin_attempt()
         with map_exceptions(TRANSPORT_ERRORS):
             # raise_for_status=False even if a caller-owned session says True:
             # error statuses are read and typed here, never raised by aiohttp.
+            # No redirect is followed: it would carry the key and the prompt to
+            # wherever the answer points, and the proxy API has none.
             response = await session.post(
                 url,
                 data=payload,
                 headers=headers,
                 timeout=timeout,
                 raise_for_status=False,
+                allow_redirects=False,
             )
-        if response.status >= 400:
+        if response.status >= 300:
             raise await self._read_error(response)
         if debug:
             logger.debug(
@@ -517,7 +573,11 @@ class EnkryptClient:
         if attempt >= retries:
             return None
         headers: Mapping[str, str] | None = None
-        if isinstance(error, APIStatusError):
+        if isinstance(error, APIConnectionError):
+            # Sending again is safe only if the upstream never got the request.
+            if not never_processed(error.__cause__):
+                return None
+        elif isinstance(error, APIStatusError):
             # A guardrails block is a verdict on the prompt: asking again gives
             # the same answer, whatever status carried it.
             if error.status_code not in RETRY_STATUSES or isinstance(

@@ -6,13 +6,14 @@ import enum
 import ipaddress
 import logging
 import os
+import re
 import sys
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from ._exceptions import ConfigurationError
+from ._exceptions import ConfigurationError, escape_controls
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -84,21 +85,27 @@ class Timeout:
     """How long a request may take, in seconds; ``None`` disables a limit.
 
     Attributes:
-        connect: Longest wait to open a TCP (and TLS) connection.
+        connect: Longest time to open a connection: the name lookup (DNS), the
+            TCP handshake and the TLS handshake.
         read: Longest wait for each piece of data from the server, so also the
             longest silence allowed between two stream events.
         total: Longest time for the whole request, body or stream included.
-        pool: Longest wait for a free connection from the pool.
+        pool: Longest wait for a free connection when the pool is full.
+
+    The connect and pool limits are enforced together: from asking for a
+    connection to holding an open one takes at most ``pool + connect``, and each
+    TCP (and TLS) handshake at most ``connect``. ``pool=None`` or
+    ``connect=None`` lifts that joint limit.
 
     Examples:
         >>> Timeout(read=30.0)
-        Timeout(connect=5.0, read=30.0, total=None, pool=None)
+        Timeout(connect=5.0, read=30.0, total=None, pool=30.0)
     """
 
     connect: float | None = 5.0
     read: float | None = 600.0
     total: float | None = None
-    pool: float | None = None
+    pool: float | None = 30.0
 
     def __post_init__(self) -> None:
         for name in ("connect", "read", "total", "pool"):
@@ -156,6 +163,41 @@ def refresh_cache_value(refresh_cache: bool | None) -> str | None:
     return "true" if refresh_cache else "false"
 
 
+#: RFC 9110 section 5.6.2: a header name is a token.
+_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+#: Headers that frame the message or the connection (RFC 9110 section 7.6.1,
+#: RFC 9112): the client sets them; from a caller they could smuggle a request.
+FORBIDDEN_HEADERS: Final = frozenset(
+    {
+        "connection",
+        "content-length",
+        "expect",
+        "host",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+
+def _header_name(what: str, name: str) -> str:
+    if not _TOKEN.fullmatch(name):
+        raise ConfigurationError(
+            f"{what}: {escape_controls(repr(name))} is not a valid header name "
+            "(RFC 9110 token: letters, digits and !#$%&'*+-.^_`|~)"
+        )
+    if name.lower() in FORBIDDEN_HEADERS:
+        raise ConfigurationError(
+            f"{what}: {name} frames the request and is set by the client; "
+            "it cannot be given"
+        )
+    return name
+
+
 def check_headers(headers: Mapping[str, str] | None, what: str) -> dict[str, str]:
     """Validate caller-supplied headers and return them as a plain dict."""
     if headers is None:
@@ -164,9 +206,7 @@ def check_headers(headers: Mapping[str, str] | None, what: str) -> dict[str, str
     for name, value in headers.items():
         if not isinstance(name, str) or not isinstance(value, str):
             raise ConfigurationError(f"{what} names and values must be strings")
-        checked[_header_value(f"{what} name", name)] = _header_value(
-            f"{what} {name!r}", value
-        )
+        checked[_header_name(what, name)] = _header_value(f"{what} {name!r}", value)
     return checked
 
 
@@ -225,8 +265,15 @@ def _is_loopback(host: str) -> bool:
 
 def _check_base_url(url: str, allow_insecure_http: bool) -> str:
     """Refuse URLs that are malformed or would send the key in clear text."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        hostname = parts.hostname
+        parts.port  # noqa: B018 (parsing the port validates it)
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"base_url is not a valid URL ({exc}): {escape_controls(repr(url))}"
+        ) from None
+    if parts.scheme not in ("https", "http") or not hostname:
         raise ConfigurationError(
             f"base_url must be an https:// (or http://) URL with a host, got {url!r}"
         )
@@ -237,10 +284,10 @@ def _check_base_url(url: str, allow_insecure_http: bool) -> str:
     if (
         parts.scheme == "http"
         and not allow_insecure_http
-        and not _is_loopback(parts.hostname)
+        and not _is_loopback(hostname)
     ):
         raise ConfigurationError(
-            f"Refusing plain http to {parts.hostname}: the API key would travel in "
+            f"Refusing plain http to {hostname}: the API key would travel in "
             "clear text. Use https, or pass allow_insecure_http=True"
         )
     return url

@@ -487,10 +487,9 @@ class ErrorInfo(_Model, kw_only=True, frozen=True):
 
 
 class _ErrorEnvelope(_Model, kw_only=True, frozen=True):
-    """A stream event carrying ``{"error": {...}}`` or ``{"error": "..."}``."""
+    """Any JSON object, read for its top-level ``error`` member only."""
 
-    error: ErrorInfo | str | None = None
-    message: str | None = None
+    error: builtins.object = None
 
 
 completion_decoder: msgspec.json.Decoder[Completion] = msgspec.json.Decoder(
@@ -501,7 +500,7 @@ completion_decoder: msgspec.json.Decoder[Completion] = msgspec.json.Decoder(
 error_envelope_decoder: msgspec.json.Decoder[_ErrorEnvelope] = msgspec.json.Decoder(
     _ErrorEnvelope, strict=False
 )
-"""Decodes a stream event that carries a top-level ``error`` key."""
+"""Reads the top-level ``error`` of a body or a stream event, whatever its shape."""
 
 
 def convert_detections(obj: object) -> PolicyDetections:

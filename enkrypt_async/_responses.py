@@ -18,7 +18,6 @@ from ._exceptions import (
     status_error_class,
 )
 from ._models import (
-    ErrorInfo,
     PolicyDetections,
     convert_detections,
     error_envelope_decoder,
@@ -27,8 +26,10 @@ from ._models import (
 __all__ = [
     "DECODE_ERRORS",
     "decode_body",
+    "error_details",
     "error_in",
     "excerpt",
+    "may_carry_error",
     "request_id_of",
     "status_error",
 ]
@@ -49,15 +50,44 @@ def excerpt(data: str | bytes, size: int = 200) -> str:
     return text if len(text) <= size else text[:size] + "..."
 
 
-def error_in(data: str | bytes) -> ErrorInfo | str | None:
-    """The top-level ``error`` a 200 body or a stream event carries, if any."""
-    # Cheap pre-filter: '"error"' escaped inside a JSON string cannot match.
-    if ('"error"' if isinstance(data, str) else b'"error"') not in data:  # type: ignore[operator]
+def may_carry_error(data: bytes) -> bool:
+    r"""False when ``data`` cannot hold an ``error`` key, however it is spelled.
+
+    The key is either written plainly or has a letter escaped: ``e``, ``r`` and
+    ``o`` are ``\u0065``, ``\u0072`` and ``\u006f``. A plain ``"error"``
+    escaped inside a JSON string (``\"error\"``) cannot match.
+    """
+    return b'"error"' in data or b"\\u006" in data or b"\\u007" in data
+
+
+def error_in(data: bytes) -> object:
+    """The non-null top-level ``error`` member of a JSON object, else None.
+
+    Whatever its shape (an object, a string, a number, a list...), an ``error``
+    in a success body or a stream event means the answer failed.
+    """
+    if not may_carry_error(data):
         return None
     try:
         return error_envelope_decoder.decode(data).error
     except DECODE_ERRORS:
-        return None  # not an error envelope; the body's own decoder will judge
+        return None  # not a JSON object; the body's own decoder will judge
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else msgspec.json.encode(value).decode()
+
+
+def error_details(error: object) -> tuple[str, object, str | None]:
+    """The best message, the ``code`` and the ``type`` an ``error`` value holds."""
+    if not isinstance(error, dict):
+        return _text(error) or "no message", None, None
+    kind = error.get("type")
+    kind = kind if isinstance(kind, str) else None
+    message = error.get("message")
+    if message is None or message == "":
+        message = kind or error.get("code") or error
+    return _text(message), error.get("code"), kind
 
 
 def decode_body(
@@ -84,20 +114,27 @@ def request_id_of(headers: Mapping[str, str], body: object = None) -> str | None
     return found
 
 
-def _error_message(status: int, reason: str | None, body: object) -> str:
+def _error_message(
+    status: int, reason: str | None, headers: Mapping[str, str], body: object
+) -> str:
     detail: object = None
-    if isinstance(body, dict):
+    if 300 <= status < 400:
+        detail = (
+            f"redirect to {headers.get('Location', '(no Location)')!r} not followed: "
+            "the proxy API has no redirects, so base_url is probably wrong"
+        )
+    elif isinstance(body, dict):
         error = body.get("error")
-        if isinstance(error, dict):
-            detail = error.get("message")
-        elif isinstance(error, str):
+        if isinstance(error, str):
             detail = body.get("message") or error
+        elif error is not None:
+            detail = error_details(error)[0]
         if detail is None:
             detail = body.get("message") or body.get("detail")
     elif isinstance(body, str):
         detail = body[:200]
-    text = detail if isinstance(detail, str) else msgspec.json.encode(detail).decode()
-    return f"HTTP {status} {reason or ''}".rstrip() + (f": {text}" if detail else "")
+    text = _text(detail) if detail else ""
+    return f"HTTP {status} {reason or ''}".rstrip() + (f": {text}" if text else "")
 
 
 def status_error(
@@ -109,7 +146,7 @@ def status_error(
     except DECODE_ERRORS:
         body = raw.decode("utf-8", "replace")
     request_id = request_id_of(headers, body)
-    message = _error_message(status, reason, body)
+    message = _error_message(status, reason, headers, body)
     if isinstance(body, dict) and isinstance(
         body.get("enkrypt_policy_detections"), dict
     ):

@@ -15,6 +15,7 @@ only complete lines are decoded. That keeps the hot path in C (``bytes.split``,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -200,14 +201,16 @@ class SSEDecoder:
             self._raise_pending()
         return events
 
-    def _feed_plain(self, data: bytes, reject: bytes) -> list[bytes] | None:
+    def _feed_plain(
+        self, data: bytes, reject: Callable[[bytes], bool]
+    ) -> list[bytes] | None:
         """Fast path for streams: the raw values of plain ``data:`` events.
 
         Applies when no line is pending but a partial one, and ``data`` completes
         events of one ``data: `` line each (the usual network read of an LLM
         stream): their values are cut out with a few C-level scans and one split,
         with no per-event Python work. Returns None, with nothing consumed, when
-        the fast path does not apply or the completed events contain ``reject``;
+        the fast path does not apply or ``reject`` is true of the completed events;
         the caller then feeds the same bytes to `_feed_raw`.
         """
         if not self._started and not self._buf and data[:3] != _BOM[: len(data)]:
@@ -229,7 +232,7 @@ class SSEDecoder:
             len(head) > self._max
             or len(tail) > self._max
             or not head.startswith(b"data: ")
-            or reject in head
+            or reject(head)
         ):
             return None  # the careful path: it also enforces the size limit per event
         values = head[6:-2].split(b"\n\ndata: ")

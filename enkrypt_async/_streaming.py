@@ -21,6 +21,7 @@ from ._exceptions import (
     APIConnectionError,
     APITimeoutError,
     EnkryptError,
+    StreamBusyError,
     StreamConsumedError,
     StreamError,
     map_exceptions,
@@ -32,7 +33,15 @@ from ._models import (
     PolicyDetections,
     Usage,
 )
-from ._responses import DECODE_ERRORS, decode_body, error_in, excerpt, request_id_of
+from ._responses import (
+    DECODE_ERRORS,
+    decode_body,
+    error_details,
+    error_in,
+    excerpt,
+    may_carry_error,
+    request_id_of,
+)
 from ._sse import RawEvent, SSEDecoder
 from ._transport import read_body, release
 
@@ -53,9 +62,6 @@ _STREAM_ERRORS: Final[Mapping[type[BaseException], type[EnkryptError]]] = {
 _DRAIN_TIMEOUT: Final = 1.0
 _DRAIN_LIMIT: Final = 64 * 1024
 _DONE: Final = b"[DONE]"
-#: A chunk that names it goes the careful way (an error in the stream's body);
-#: '"error"' escaped inside a JSON string cannot match.
-_ERROR_KEY: Final = b'"error"'
 #: The most bytes of the first read (see `Stream._read`).
 _FIRST_READ_SIZE: Final = 16 * 1024
 
@@ -133,6 +139,7 @@ class Stream(Generic[ChunkT]):
         self._eof = False
         self._done = False
         self._closed = False
+        self._busy = False  # a task is waiting in a read
         self.response_headers = response.headers
         self.request_id = request_id_of(response.headers)
 
@@ -240,12 +247,22 @@ class Stream(Generic[ChunkT]):
                 return self._decode_whole(await self._read_whole())
             await self._read_events()
 
+    def _claim(self) -> None:
+        """Mark the stream as being read; a second reader gets `StreamBusyError`."""
+        if self._busy:
+            raise StreamBusyError(
+                "Another task is already reading this stream: read a stream from "
+                "one task only, and hand its chunks to others (an asyncio.Queue)"
+            )
+        self._busy = True
+
     async def _read_events(self) -> None:
+        self._claim()
         try:
             with map_exceptions(_STREAM_ERRORS, request_id=self.request_id):
                 data = await self._read()
             if data:
-                values = self._sse._feed_plain(data, _ERROR_KEY)
+                values = self._sse._feed_plain(data, may_carry_error)
                 if values is None:
                     self._queue(self._sse._feed_raw(data))
                 else:
@@ -263,6 +280,8 @@ class Stream(Generic[ChunkT]):
                     request_id=self.request_id,
                 ) from exc
             raise
+        finally:
+            self._busy = False
 
     async def _read(self) -> bytes:
         """The next bytes, waiting at most the read timeout for them.
@@ -331,16 +350,18 @@ class Stream(Generic[ChunkT]):
         """
         plain = 0
         for event, data, _, _ in events:
-            if event or _ERROR_KEY in data:
+            if event or may_carry_error(data):
                 break
             plain += 1
         self._ready.extend([data for _, data, _, _ in events[:plain]])
         self._pending.extend(events[plain:])
 
     async def _read_whole(self) -> bytes:
+        self._claim()
         try:
             return await read_body(self._response, self._max_response_size)
         finally:
+            self._busy = False
             self._done = True
             self._close()
 
@@ -363,7 +384,7 @@ class Stream(Generic[ChunkT]):
             )
         if event != "message" or not data:
             return None  # keep-alive or an event type this client does not know
-        self._raise_if_error(data)
+        self._raise_if_error(data.encode())
         try:
             return self._decoder.decode(data)
         except DECODE_ERRORS as exc:
@@ -373,30 +394,31 @@ class Stream(Generic[ChunkT]):
                 request_id=self.request_id,
             ) from exc
 
-    def _raise_if_error(self, data: str | bytes) -> None:
+    def _raise_if_error(self, data: bytes) -> None:
         error = error_in(data)
         if error is None:
             return
         self._close()
-        if isinstance(error, str):
-            raise StreamError(error, request_id=self.request_id)
+        message, code, kind = error_details(error)
         raise StreamError(
-            error.message or "Error reported inside the stream",
+            f"Error reported inside the stream: {message}",
             request_id=self.request_id,
-            code=error.code,
-            type=error.type,
+            code=code,
+            type=kind,
         )
 
     async def _finish(self) -> None:
         """After ``[DONE]``: read the end of the body so the connection is reused."""
         if self._closed:
             return
+        self._claim()
         try:
             if not self._reader.at_eof():
                 await asyncio.wait_for(self._drain(), _DRAIN_TIMEOUT)
         except (asyncio.TimeoutError, aiohttp.ClientError, OSError):
             pass  # the answer is complete; the connection is just not reusable
         finally:
+            self._busy = False
             self._close()
 
     async def _drain(self) -> None:

@@ -153,7 +153,7 @@ def test_timeout_coercion(value: float | Timeout | None, expected: Timeout) -> N
 
 
 def test_default_timeout_fits_slow_llm_calls() -> None:
-    assert Timeout() == Timeout(connect=5.0, read=600.0, total=None, pool=None)
+    assert Timeout() == Timeout(connect=5.0, read=600.0, total=None, pool=30.0)
 
 
 # -- request shaping --------------------------------------------------------------
@@ -294,8 +294,13 @@ async def test_per_request_timeout_becomes_the_aiohttp_timeout(
     await client.completions.create(prompt="2", timeout=3.5)
     await client.completions.create(prompt="3", timeout=None)
     default, number, off = (call["timeout"] for call in sent(mocked))
-    assert default == aiohttp.ClientTimeout(sock_connect=2.0, sock_read=7.0)
-    assert number == aiohttp.ClientTimeout(sock_connect=5.0, sock_read=3.5)
+    # aiohttp's connect covers the pool wait, the name lookup and the handshakes.
+    assert default == aiohttp.ClientTimeout(
+        connect=32.0, sock_connect=2.0, sock_read=7.0
+    )
+    assert number == aiohttp.ClientTimeout(
+        connect=35.0, sock_connect=5.0, sock_read=3.5
+    )
     assert off == aiohttp.ClientTimeout()
 
 
