@@ -57,9 +57,7 @@ from ._responses import (
 from ._retry import RETRY_STATUSES, retry_delay
 from ._transport import (
     TRANSPORT_ERRORS,
-    PoolConnector,
     aiohttp_timeout,
-    begin_attempt,
     keepalive_socket,
     never_processed,
     read_body,
@@ -352,7 +350,7 @@ class EnkryptClient:
         if session is None:
             # Created inside the running loop, on first use, and closed with that
             # loop: `asyncio.run` closes live async generators before the loop.
-            connector = PoolConnector(
+            connector = aiohttp.TCPConnector(
                 limit=self._pool_limit, socket_factory=keepalive_socket, ssl=self._ssl
             )
             session = self._session = aiohttp.ClientSession(
@@ -540,7 +538,6 @@ class EnkryptClient:
         if debug:
             started = time.monotonic()
             logger.debug("POST %s headers=%s", url, redacted(headers))
-        begin_attempt()
         with map_exceptions(TRANSPORT_ERRORS):
             # raise_for_status=False even if a caller-owned session says True:
             # error statuses are read and typed here, never raised by aiohttp.

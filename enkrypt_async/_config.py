@@ -93,9 +93,9 @@ class Timeout:
         pool: Longest wait for a free connection when the pool is full.
 
     The connect and pool limits are enforced together: from asking for a
-    connection to holding an open one takes at most ``pool + connect``, and each
-    TCP (and TLS) handshake at most ``connect``. ``pool=None`` or
-    ``connect=None`` lifts that joint limit.
+    connection to holding an open one takes at most ``pool + connect`` (the one
+    that is set, if the other is None), and each TCP (and TLS) handshake at most
+    ``connect``.
 
     Examples:
         >>> Timeout(read=30.0)

@@ -43,6 +43,8 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+from multidict import CIMultiDict
+
 if TYPE_CHECKING:
     from ._models import PolicyDetections
 
@@ -211,7 +213,9 @@ class APIStatusError(APIError):
         super().__init__(message, request_id=request_id)
         self.status_code = status_code
         self.body = body
-        self.headers = headers
+        # A copy: aiohttp's read-only view of the response headers cannot be
+        # pickled, and an error must cross process boundaries.
+        self.headers = CIMultiDict(headers)
 
 
 class BadRequestError(APIStatusError):

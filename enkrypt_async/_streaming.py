@@ -54,6 +54,8 @@ _STREAM_ERRORS: Final[Mapping[type[BaseException], type[EnkryptError]]] = {
     asyncio.TimeoutError: APITimeoutError,
     TimeoutError: APITimeoutError,
     aiohttp.ClientPayloadError: StreamError,
+    # A body aiohttp's pure-Python parser cannot frame (no C extensions).
+    aiohttp.http_exceptions.HttpProcessingError: StreamError,
     aiohttp.ClientError: APIConnectionError,
     OSError: APIConnectionError,
 }

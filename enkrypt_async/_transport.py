@@ -7,11 +7,9 @@ touched; its exceptions become ours here (`TRANSPORT_ERRORS`).
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import socket
-import weakref
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Final
 
 import aiohttp
 from aiohttp import hdrs
@@ -29,9 +27,7 @@ from ._responses import request_id_of
 
 __all__ = [
     "TRANSPORT_ERRORS",
-    "PoolConnector",
     "aiohttp_timeout",
-    "begin_attempt",
     "keepalive_socket",
     "never_processed",
     "read_body",
@@ -51,66 +47,30 @@ TRANSPORT_ERRORS: Final[Mapping[type[BaseException], type[EnkryptError]]] = {
 def aiohttp_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
     """The aiohttp timeouts for one of ours."""
     # aiohttp's ``connect`` spans the wait for a pooled connection, the name
-    # lookup and the handshakes, so it gets both budgets; ``sock_connect`` bounds
-    # each TCP (and TLS) handshake alone, ``sock_read`` each read.
-    connect = timeout.connect
-    pool = timeout.pool
+    # lookup and the handshakes, so it gets the budgets of both that are set;
+    # ``sock_connect`` bounds each TCP (and TLS) handshake alone, ``sock_read``
+    # each read.
+    budgets = [limit for limit in (timeout.pool, timeout.connect) if limit is not None]
     return aiohttp.ClientTimeout(
         total=timeout.total,
-        connect=None if connect is None or pool is None else connect + pool,
-        sock_connect=connect,
+        connect=sum(budgets) if budgets else None,
+        sock_connect=timeout.connect,
         sock_read=timeout.read,
     )
-
-
-#: Whether the connection of the attempt running in this task came from the pool
-#: (set by `PoolConnector`; False on a caller's session, which cannot tell).
-_reused: Final = contextvars.ContextVar("enkrypt_async_reused", default=False)
-
-
-class PoolConnector(aiohttp.TCPConnector):
-    """The client's own connector: it knows whether a connection was reused.
-
-    A connection the server closed while it sat idle in the pool fails the next
-    request before the server reads it: the one case where a broken answer is
-    known never to have reached the upstream (see `never_processed`).
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._seen: weakref.WeakSet[object] = weakref.WeakSet()
-
-    async def connect(self, *args: Any, **kwargs: Any) -> aiohttp.connector.Connection:
-        """Get a connection from the pool or open one, noting which it was."""
-        connection = await super().connect(*args, **kwargs)
-        protocol = connection.protocol
-        _reused.set(protocol in self._seen)
-        self._seen.add(protocol)
-        return connection
-
-
-def begin_attempt() -> None:
-    """Forget the previous attempt's connection before a new one is taken."""
-    _reused.set(False)
 
 
 def never_processed(error: BaseException | None) -> bool:
     """True when a failed attempt provably never reached the upstream's work.
 
-    Only then may it be sent again: no connection was made (refused, name lookup,
-    TLS handshake, connect or pool timeout), or a connection reused from the pool
-    was closed before any byte of an answer arrived (the server had dropped it
-    while idle). Anything later may have run the model, and billed it.
+    Only then may it be sent again: no connection was made (refused, name
+    lookup, TLS handshake, connect or pool timeout), so nothing was sent. Once
+    the request may have been written, any failure may have run the model and
+    billed it, even a connection closed before any byte of an answer: a server
+    that dropped an idle pooled connection cannot be told apart from one that
+    read the request, sent a 1xx interim answer and failed.
     """
-    if isinstance(
+    return isinstance(
         error, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
-    ):
-        return True
-    return (
-        isinstance(error, aiohttp.ServerDisconnectedError)
-        # aiohttp's partly parsed answer, or a plain text when none had begun
-        and isinstance(error.message, str)
-        and _reused.get()
     )
 
 

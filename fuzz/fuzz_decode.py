@@ -4,8 +4,9 @@ Checks what ``tests/test_fuzz.py`` checks, for as long as you let it run:
 
 - ``decode_body(completion_decoder, data, None)`` returns a `Completion` or raises
   `DecodeError`;
-- ``error_in(data)``, run on every 200 body, returns None, an `ErrorInfo` or a
-  string and never raises;
+- ``error_in(data)``, run on every 200 body, never raises and returns the
+  top-level ``error`` member exactly when the body is a JSON object whose
+  ``error`` is not null (msgspec's generic decoder is the oracle);
 - ``status_error(status, reason, headers, data)`` returns an `APIStatusError` of
   the status's class for every status 400-599, never raises, and is a
   `GuardrailsBlockedError` exactly when the body is a JSON object whose
@@ -33,7 +34,6 @@ with atheris.instrument_imports(include=["enkrypt_async", "msgspec"]):
     )
     from enkrypt_async._exceptions import status_error_class
     from enkrypt_async._models import (
-        ErrorInfo,
         completion_decoder,
         convert_detections,
     )
@@ -70,7 +70,11 @@ def check(status: int, data: bytes) -> None:
     else:
         assert isinstance(completion, Completion), completion
     found = error_in(data)
-    assert found is None or isinstance(found, ErrorInfo | str), found
+    try:
+        whole = msgspec.json.decode(data)
+    except DECODE_ERRORS:
+        whole = None
+    assert found == (whole.get("error") if isinstance(whole, dict) else None), found
     error = status_error(status, "Reason", {"x-request-id": "req-1"}, data)
     assert isinstance(error, status_error_class(status)), error
     assert isinstance(error, APIStatusError)

@@ -24,6 +24,22 @@ REFERENCE: dict[str, Any] = json.loads(REFERENCE_BYTES)
 API_KEY = "sk-test-secret-key-0123456789"
 DEPLOYMENT = "test-deployment"
 
+#: The body of a guardrails block, as the proxy sends it with an error status.
+BLOCK_BODY: dict[str, Any] = {
+    "error": {
+        "code": "guardrails_blocked",
+        "param": None,
+        "type": "guardrails_error",
+        "message": "Input blocked by guardrails: injection_attack",
+    },
+    "enkrypt_policy_detections": {
+        "input_guardrails": {
+            "details": {"injection_attack": {"safe": "0.012", "attack": "0.988"}},
+            "summary": {"injection_attack": 1, "pii": 0},
+        }
+    },
+}
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ServerFactory = Callable[[Handler], Awaitable[str]]
 ClientFactory = Callable[..., EnkryptClient]

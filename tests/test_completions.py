@@ -31,6 +31,7 @@ from enkrypt_async import (
 
 from .conftest import (
     API_KEY,
+    BLOCK_BODY,
     REFERENCE,
     REFERENCE_BYTES,
     ClientFactory,
@@ -39,21 +40,6 @@ from .conftest import (
     json_response,
     unused_port,
 )
-
-BLOCK_BODY: dict[str, Any] = {
-    "error": {
-        "code": "guardrails_blocked",
-        "param": None,
-        "type": "guardrails_error",
-        "message": "Input blocked by guardrails: injection_attack",
-    },
-    "enkrypt_policy_detections": {
-        "input_guardrails": {
-            "details": {"injection_attack": {"safe": "0.012", "attack": "0.988"}},
-            "summary": {"injection_attack": 1, "pii": 0},
-        }
-    },
-}
 
 
 async def serve_json(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -59,8 +58,6 @@ class RecordedRequest:
         headers: Request headers (case-insensitive lookup).
         body: The decoded JSON body, or `{}` when it was not a JSON object.
         raw_body: The body bytes as received.
-        reused_connection: True when the request came on a keep-alive connection
-            that had already carried an earlier request.
     """
 
     method: str
@@ -68,7 +65,6 @@ class RecordedRequest:
     headers: Mapping[str, str]
     body: Mapping[str, object]
     raw_body: bytes
-    reused_connection: bool = False
 
 
 @dataclass
@@ -212,7 +208,6 @@ class EnkryptEmulator:
         self.chunk_chars: int = chunk_chars
         self.chunk_delay: float = chunk_delay
         self.requests: list[RecordedRequest] = []
-        self._connections: weakref.WeakSet[object] = weakref.WeakSet()
         self.stats: EmulatorStats = EmulatorStats()
         self._schedule = FaultSchedule(seed, list(faults))
         self._completion_requests = 0
@@ -322,12 +317,8 @@ class EnkryptEmulator:
                 body = decoded
             else:
                 problem = "The request body must be a JSON object"
-        connection = request.transport
-        reused = connection in self._connections
-        if connection is not None:
-            self._connections.add(connection)
         recorded = RecordedRequest(
-            request.method, request.path, request.headers.copy(), body, raw, reused
+            request.method, request.path, request.headers.copy(), body, raw
         )
         self.requests.append(recorded)
         self.stats.requests += 1
