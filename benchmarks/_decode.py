@@ -49,7 +49,7 @@ def _pieces(body: bytes, size: int) -> list[bytes]:
 def measure(repeats: int) -> dict[str, Any]:
     import msgspec
 
-    from enkrypt_async._models import completion_decoder
+    from enkrypt_async._models.completions import completion_decoder
     from enkrypt_async.sse import SSEDecoder
 
     from . import _floor

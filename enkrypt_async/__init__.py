@@ -8,8 +8,8 @@ Examples:
     ...         print(completion.choices[0].text)
 """
 
+from ._base_client import RequestOptions
 from ._client import EnkryptClient
-from ._completions import Completions, StreamOptions
 from ._config import (
     NOT_GIVEN,
     USE_CLIENT_DEFAULT,
@@ -72,7 +72,13 @@ from ._models import (
     ToxicityDetection,
     Usage,
 )
-from ._streaming import CompletionStream, Stream
+from ._resources.completions import (
+    CompletionAccumulator,
+    Completions,
+    CompletionStream,
+    StreamOptions,
+)
+from ._streaming import Stream
 from ._version import __version__
 
 __all__ = [
@@ -88,6 +94,7 @@ __all__ = [
     "BiasDetection",
     "ClientClosedError",
     "Completion",
+    "CompletionAccumulator",
     "CompletionChoice",
     "CompletionStream",
     "Completions",
@@ -124,6 +131,7 @@ __all__ = [
     "PolicyViolationDetection",
     "RateLimitError",
     "RelevancyDetection",
+    "RequestOptions",
     "SpongeAttackDetection",
     "Stream",
     "StreamBusyError",

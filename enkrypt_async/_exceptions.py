@@ -39,14 +39,14 @@ single boundary with `map_exceptions`; none escapes raw.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Final
 
 from multidict import CIMultiDict
 
 if TYPE_CHECKING:
-    from ._models import PolicyDetections
+    from ._models.guardrails import PolicyDetections
 
 __all__ = [
     "APIConnectionError",
@@ -406,41 +406,25 @@ def blocked_error_class(status_code: int) -> type[GuardrailsBlockedError]:
     return _BLOCKED_ERRORS.get(status_error_class(status_code), GuardrailsBlockedError)
 
 
-class map_exceptions:
+@contextlib.contextmanager
+def map_exceptions(
+    mapping: Mapping[type[BaseException], type[EnkryptError]], **kwargs: Any
+) -> Iterator[None]:
     """Re-raise the first matching exception of ``mapping`` as our own type.
 
     The first entry whose key matches wins, so list subclasses before their bases.
     The original exception is kept as ``__cause__``, with the request headers it
-    carries redacted (`scrub`).
+    carries redacted (`scrub`). Cancellation and exits pass untouched.
 
     Args:
         mapping: Foreign exception type to the `EnkryptError` subclass to raise.
         **kwargs: Extra keyword arguments for the raised error's constructor.
     """
-
-    __slots__ = ("_kwargs", "_mapping")
-
-    def __init__(
-        self,
-        mapping: Mapping[type[BaseException], type[EnkryptError]],
-        **kwargs: Any,
-    ) -> None:
-        self._mapping = mapping
-        self._kwargs = kwargs
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> Literal[False]:
-        if not isinstance(exc, Exception):
-            return False  # no exception, or cancellation and exits: untouched
-        for from_exc, to_exc in self._mapping.items():
+    try:
+        yield
+    except Exception as exc:
+        for from_exc, to_exc in mapping.items():
             if isinstance(exc, from_exc):
                 message = str(exc) or type(exc).__name__
-                raise to_exc(message, **self._kwargs) from scrub(exc)
-        return False
+                raise to_exc(message, **kwargs) from scrub(exc)
+        raise

@@ -12,24 +12,24 @@ from typing import Final, TypeVar
 import msgspec
 
 from ._exceptions import (
+    APIError,
     APIStatusError,
     DecodeError,
+    StreamError,
     blocked_error_class,
     status_error_class,
 )
-from ._models import (
-    PolicyDetections,
-    convert_detections,
-    error_envelope_decoder,
-)
+from ._models._base import Answer
+from ._models.errors import error_envelope_decoder
+from ._models.guardrails import PolicyDetections, convert_detections
 
 __all__ = [
     "DECODE_ERRORS",
-    "decode_body",
+    "decode_answer",
     "error_details",
     "error_in",
     "excerpt",
-    "may_carry_error",
+    "reported_error",
     "request_id_of",
     "status_error",
 ]
@@ -39,7 +39,7 @@ __all__ = [
 #: deep enough to exhaust the recursion limit.
 DECODE_ERRORS: Final = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
-T = TypeVar("T")
+A = TypeVar("A", bound=Answer)
 
 
 def excerpt(data: str | bytes, size: int = 200) -> str:
@@ -50,28 +50,16 @@ def excerpt(data: str | bytes, size: int = 200) -> str:
     return text if len(text) <= size else text[:size] + "..."
 
 
-def may_carry_error(data: bytes) -> bool:
-    r"""False when ``data`` cannot hold an ``error`` key, however it is spelled.
-
-    The key is either written plainly or has a letter escaped: ``e``, ``r`` and
-    ``o`` are ``\u0065``, ``\u0072`` and ``\u006f``. A plain ``"error"``
-    escaped inside a JSON string (``\"error\"``) cannot match.
-    """
-    return b'"error"' in data or b"\\u006" in data or b"\\u007" in data
-
-
-def error_in(data: bytes) -> object:
+def error_in(data: str | bytes) -> object:
     """The non-null top-level ``error`` member of a JSON object, else None.
 
-    Whatever its shape (an object, a string, a number, a list...), an ``error``
-    in a success body or a stream event means the answer failed.
+    For a body that did not decode as its answer model: the error it reports may
+    be why. (An answer that decodes carries the member itself, `Answer`.)
     """
-    if not may_carry_error(data):
-        return None
     try:
         return error_envelope_decoder.decode(data).error
     except DECODE_ERRORS:
-        return None  # not a JSON object; the body's own decoder will judge
+        return None
 
 
 def _text(value: object) -> str:
@@ -90,18 +78,57 @@ def error_details(error: object) -> tuple[str, object, str | None]:
     return _text(message), error.get("code"), kind
 
 
-def decode_body(
-    decoder: msgspec.json.Decoder[T], data: str | bytes, request_id: str | None
-) -> T:
-    """Decode a success body, turning msgspec's errors into `DecodeError`."""
+def reported_error(error: object, request_id: str | None, *, stream: bool) -> APIError:
+    """The error to raise for an ``error`` member of a success answer."""
+    message, code, kind = error_details(error)
+    text = f"The proxy reported an error: {message}"
+    if stream:
+        return StreamError(text, request_id=request_id, code=code, type=kind)
+    return APIError(text, request_id=request_id)
+
+
+def decode_answer(
+    decoder: msgspec.json.Decoder[A],
+    data: str | bytes,
+    request_id: str | None,
+    *,
+    stream: bool = False,
+    chunk: bool = False,
+) -> A:
+    """Decode a success answer, raising the error it reports, whatever its shape.
+
+    Args:
+        decoder: The decoder of the answer's model.
+        data: A whole body, or one stream event's data (``chunk``).
+        request_id: For the errors raised.
+        stream: The answer came to a stream request.
+        chunk: ``data`` is one event of a stream.
+
+    Raises:
+        APIError: The answer has a top-level ``error`` (`StreamError` when
+            ``stream``).
+        DecodeError: A whole body is not the expected JSON.
+        StreamError: A chunk is not the expected JSON.
+    """
     try:
-        return decoder.decode(data)
+        answer = decoder.decode(data)
     except DECODE_ERRORS as exc:
+        error = error_in(data)
+        if error is not None:
+            raise reported_error(error, request_id, stream=stream) from exc
+        if chunk:
+            raise StreamError(
+                f"Malformed chunk in stream ({exc}): {excerpt(data)!r}",
+                request_id=request_id,
+            ) from exc
         raise DecodeError(
             f"Response is not the expected JSON ({exc}): {excerpt(data)!r}",
             excerpt=excerpt(data),
             request_id=request_id,
         ) from exc
+    if answer._error is not None:
+        raise reported_error(answer._error, request_id, stream=stream)
+    return answer
 
 
 def request_id_of(headers: Mapping[str, str], body: object = None) -> str | None:

@@ -2,33 +2,26 @@
 
 Follows WHATWG HTML, "Parsing an event stream" and "Interpreting an event stream"
 (https://html.spec.whatwg.org/multipage/server-sent-events.html); the rules, in
-this project's words, are in ``SSE.md``.
+one test each, are in ``tests/test_sse.py``.
 
 Why it works on bytes: CR, LF and ``:`` are ASCII, and in UTF-8 an ASCII byte is
 never part of a multi-byte sequence and always ends an invalid one. So splitting
 the raw bytes at line ends and decoding each line or block on its own gives
 exactly the text, U+FFFD replacements included, that decoding the whole stream
 first would give, and a character split across chunks decodes correctly because
-only complete lines are decoded. That keeps the hot path in C (``bytes.split``,
-``bytes.decode``) rather than a Python loop per character.
+only complete lines are decoded. The work per character is then done in C
+(``bytes.split``, ``bytes.decode``), not in a Python loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeAlias
 
 from ._exceptions import StreamError
 
 __all__ = ["SSEDecoder", "ServerSentEvent"]
 
 _BOM = b"\xef\xbb\xbf"
-
-#: An event before decoding: (event type or b"", data, last event id, retry).
-#: Building a frozen dataclass costs ~0.7 us, more than decoding a chunk, so the
-#: stream reads these tuples and only `SSEDecoder.feed` builds ServerSentEvents.
-RawEvent: TypeAlias = tuple[bytes, bytes, "str | None", "int | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +42,17 @@ class ServerSentEvent:
     data: str = ""
     id: str | None = None
     retry: int | None = None
+
+
+def _event(
+    event: bytes, data: bytes, last_id: str | None, retry: int | None
+) -> ServerSentEvent:
+    return ServerSentEvent(
+        event.decode("utf-8", "replace") if event else "message",
+        data.decode("utf-8", "replace"),
+        last_id,
+        retry,
+    )
 
 
 class SSEDecoder:
@@ -136,21 +140,6 @@ class SSEDecoder:
                 completed before it in the same chunk are returned first, and
                 the error is raised by the next call (`feed` or `close`).
         """
-        raw = self._feed_raw(data)
-        if not raw:
-            return []
-        return [
-            ServerSentEvent(
-                event.decode("utf-8", "replace") if event else "message",
-                text.decode("utf-8", "replace"),
-                last_id,
-                retry,
-            )
-            for event, text, last_id, retry in raw
-        ]
-
-    def _feed_raw(self, data: bytes) -> list[RawEvent]:
-        """`feed`, returning undecoded `RawEvent` tuples (for the stream)."""
         if self._error is not None:
             self._raise_pending()
         if self._closed:
@@ -193,28 +182,40 @@ class SSEDecoder:
             # A CR ending the chunk ends its line now; an LF next is its partner.
             self._skip_lf = end == len(data) and cr == end - 1
             block = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        # With an event pending, line by line; else the fast path.
-        events = self._lines(block.split(b"\n")) if self._size else self._blocks(block)
+        events = self._lines(block.split(b"\n"))
         if not self._error and self._size + len(buf) > self._max:
             self._overflow()
         if not events:
             self._raise_pending()
         return events
 
-    def _feed_plain(
-        self, data: bytes, reject: Callable[[bytes], bool]
-    ) -> list[bytes] | None:
-        """Fast path for streams: the raw values of plain ``data:`` events.
+    def feed_data(self, data: bytes) -> list[bytes] | None:
+        r"""`feed` for the usual read of an LLM stream: the events' data, as bytes.
 
-        Applies when no line is pending but a partial one, and ``data`` completes
-        events of one ``data: `` line each (the usual network read of an LLM
-        stream): their values are cut out with a few C-level scans and one split,
-        with no per-event Python work. Returns None, with nothing consumed, when
-        the fast path does not apply or ``reject`` is true of the completed events;
-        the caller then feeds the same bytes to `_feed_raw`.
+        When ``data`` completes only events made of one ``data: `` line each (no
+        other field, no comment, no CR) and no event is pending before it,
+        returns their data undecoded, in order: each is what `feed` would give
+        as ``event.data``, UTF-8 encoded, for an event of type ``"message"``.
+        Otherwise returns None and consumes nothing: pass the same bytes to
+        `feed`. Either way the decoder ends in the state `feed` alone would
+        leave, so every later event is the same.
+
+        Args:
+            data: The next bytes received.
+
+        Returns:
+            The data of the events ``data`` completes, or None when `feed`
+            must decode these bytes.
+
+        Examples:
+            >>> decoder = SSEDecoder()
+            >>> decoder.feed_data(b'data: {"a": 1}\n\ndata: [DONE]\n\n')
+            [b'{"a": 1}', b'[DONE]']
+            >>> decoder.feed_data(b"event: ping\ndata: 1\n\n") is None
+            True
         """
         if not self._started and not self._buf and data[:3] != _BOM[: len(data)]:
-            self._started = True  # no BOM to drop: what _feed_raw would conclude
+            self._started = True  # no BOM to drop: what `feed` would conclude
         end = data.rfind(b"\n\n") + 2
         if (
             end < 2
@@ -222,26 +223,24 @@ class SSEDecoder:
             or self._closed
             or self._skip_lf
             or self._size
+            or self._error is not None
             or b"\r" in data
             or b"\n" in data[end:]
         ):
             return None
         head = bytes(self._buf) + data[:end] if self._buf else data[:end]
         tail = data[end:]
-        if (
-            len(head) > self._max
-            or len(tail) > self._max
-            or not head.startswith(b"data: ")
-            or reject(head)
-        ):
-            return None  # the careful path: it also enforces the size limit per event
+        if len(head) > self._max or len(tail) > self._max:
+            return None  # `feed` raises for the event past the limit
+        if not head.startswith(b"data: "):
+            return None
         values = head[6:-2].split(b"\n\ndata: ")
-        # If no LF is left in a value, every LF was in a separator or the final
-        # blank line: each event is exactly one "data: " line (no other field, no
-        # comment, no run of three LFs). A copy and a memchr cost less than a count.
+        # With no LF left in any value, every LF was in a separator or in the
+        # final blank line: each event was exactly one "data: " line.
         if b"\n" in b"".join(values):
             return None
         self._buf[:] = tail
+        self._last_id = self._id_buf  # spec: each blank line sets it
         return values
 
     def close(self) -> list[ServerSentEvent]:
@@ -264,36 +263,10 @@ class SSEDecoder:
         self._reset()
         return []
 
-    def _blocks(self, block: bytes) -> list[RawEvent]:
-        # Fast path when no event is pending: split at blank lines and dispatch
-        # each block that is a single ``data: `` line without the line loop.
-        # Any other block goes through `_lines`, with the same result. The id
-        # buffer only changes in `_lines`, so the fast events share `last_id`.
-        events: list[RawEvent] = []
-        parts = block.split(b"\n\n")
-        rest = parts.pop()  # the complete lines of an event not yet dispatched
-        limit = self._max - 1
-        last_id = self._id_buf
-        for part in parts:
-            if part[:6] == b"data: " and b"\n" not in part and len(part) <= limit:
-                events.append((b"", part[6:], last_id, None))
-            else:
-                lines = part.split(b"\n")
-                lines += (b"", b"")  # the blank line split consumed; the last LF
-                events += self._lines(lines)
-                if self._error:
-                    return events
-                last_id = self._id_buf
-        if parts:
-            self._last_id = last_id
-        if rest:
-            events += self._lines(rest.split(b"\n"))
-        return events
-
-    def _lines(self, lines: list[bytes]) -> list[RawEvent]:
+    def _lines(self, lines: list[bytes]) -> list[ServerSentEvent]:
         # `lines` ends with the empty piece after the last LF: not a line.
         lines.pop()
-        events: list[RawEvent] = []
+        events: list[ServerSentEvent] = []
         data = self._data
         size = self._size
         limit = self._max
@@ -314,7 +287,9 @@ class SSEDecoder:
             self._last_id = self._id_buf
             if data:
                 text = b"\n".join(data) if len(data) > 1 else data[0]
-                events.append((self._event, text, self._last_id, self._retry_in_block))
+                events.append(
+                    _event(self._event, text, self._last_id, self._retry_in_block)
+                )
                 data.clear()
             self._event = b""
             self._retry_in_block = None

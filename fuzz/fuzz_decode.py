@@ -2,8 +2,8 @@
 
 Checks what ``tests/test_fuzz.py`` checks, for as long as you let it run:
 
-- ``decode_body(completion_decoder, data, None)`` returns a `Completion` or raises
-  `DecodeError`;
+- ``decode_answer(completion_decoder, data, None)`` returns a `Completion` or raises
+  `DecodeError`, or `APIError` for a body with a top-level ``error``;
 - ``error_in(data)``, run on every 200 body, never raises and returns the
   top-level ``error`` member exactly when the body is a JSON object whose
   ``error`` is not null (msgspec's generic decoder is the oracle);
@@ -27,19 +27,18 @@ with atheris.instrument_imports(include=["enkrypt_async", "msgspec"]):
     import msgspec
 
     from enkrypt_async import (
+        APIError,
         APIStatusError,
         Completion,
         DecodeError,
         GuardrailsBlockedError,
     )
     from enkrypt_async._exceptions import status_error_class
-    from enkrypt_async._models import (
-        completion_decoder,
-        convert_detections,
-    )
+    from enkrypt_async._models.completions import completion_decoder
+    from enkrypt_async._models.guardrails import convert_detections
     from enkrypt_async._responses import (
         DECODE_ERRORS,
-        decode_body,
+        decode_answer,
         error_in,
         status_error,
     )
@@ -64,8 +63,8 @@ def converts(raw: bytes) -> bool:
 def check(status: int, data: bytes) -> None:
     """The three properties for one body (raises AssertionError on a breach)."""
     try:
-        completion = decode_body(completion_decoder, data, None)
-    except DecodeError:
+        completion = decode_answer(completion_decoder, data, None)
+    except (DecodeError, APIError):
         pass
     else:
         assert isinstance(completion, Completion), completion

@@ -1,4 +1,4 @@
-"""Tests for enkrypt_async._models: the response Structs and their decoders."""
+"""The response Structs and their decoders (enkrypt_async._models)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from enkrypt_async._models import (
     GuardrailsSummary,
     PolicyDetections,
     PolicyViolationDetection,
-    completion_decoder,
-    convert_detections,
 )
+from enkrypt_async._models.completions import completion_decoder
+from enkrypt_async._models.guardrails import convert_detections
 from enkrypt_async._responses import error_in
 
 REFERENCE = Path(__file__).parent / "data" / "completion_reference.json"

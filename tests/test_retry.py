@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 from typing import Any
 
@@ -191,7 +192,7 @@ async def test_connection_errors_are_retried(
     async def no_sleep(delay: float, *args: Any) -> None:
         slept.append(delay)
 
-    monkeypatch.setattr("enkrypt_async._client.asyncio.sleep", no_sleep)
+    monkeypatch.setattr(asyncio, "sleep", no_sleep)
     client = make_client(
         base_url=f"http://127.0.0.1:{unused_port()}/ai-proxy", max_retries=3
     )

@@ -25,7 +25,6 @@ from enkrypt_async import (
     StreamError,
     Timeout,
 )
-from enkrypt_async._streaming import _check_idle
 
 from .conftest import (
     REFERENCE,
@@ -436,7 +435,7 @@ async def test_stalled_server_hits_the_idle_read_timeout(
     client = make_client(base_url=await make_server(handler), timeout=Timeout(read=0.3))
     stream = await client.completions.create(prompt="hi", stream=True)
     seen: list[str] = []
-    with pytest.raises(APITimeoutError, match=r"No data for 0\.3 s"):
+    with pytest.raises(APITimeoutError, match="Timeout on reading"):
         await read_into(stream, seen)
     assert seen == ["a"]
     assert checked_out(client) == 0
@@ -688,32 +687,6 @@ async def test_a_loop_broken_off_is_resumed_by_the_next_one_without_a_gap(
         with pytest.raises(StopAsyncIteration):
             await anext(iterator)
     assert seen == [f"{i}" for i in range(6)]
-
-
-async def test_a_stream_of_many_reads_arms_one_idle_timer(
-    make_server: ServerFactory, make_client: ClientFactory
-) -> None:
-    pieces = [event(chunk(f"{i}")) for i in range(20)] + [DONE]
-    client = make_client(
-        base_url=await sse_server(make_server, pieces, pause=0.01),
-        timeout=Timeout(read=30),
-    )
-    loop = asyncio.get_running_loop()
-    armed: list[object] = []
-    call_at = loop.call_at
-
-    def spy(when: float, callback: Any, *args: Any, **kwargs: Any) -> Any:
-        if callback is _check_idle:
-            armed.append(args)
-        return call_at(when, callback, *args, **kwargs)
-
-    loop.call_at = spy  # type: ignore[method-assign,assignment]
-    try:
-        stream = await client.completions.create(prompt="hi", stream=True)
-        assert await texts(stream) == [f"{i}" for i in range(20)]
-    finally:
-        del loop.call_at
-    assert len(armed) == 1  # not one per read (about 20 here)
 
 
 async def test_a_consumer_slower_than_the_read_timeout_is_not_cut(

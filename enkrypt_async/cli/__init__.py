@@ -29,7 +29,7 @@ from .._exceptions import (
     GuardrailsBlockedError,
 )
 from .._models import Completion, PolicyDetections
-from .._streaming import _CompletionMerger
+from .._resources.completions import CompletionAccumulator
 from .._version import __version__
 
 __all__ = ["main"]
@@ -165,10 +165,10 @@ async def _stream(
         seed=_given(args.seed),
         stream=True,
     )
-    merger = _CompletionMerger()
+    accumulator = CompletionAccumulator()
     async with stream:
         async for chunk in stream:
-            merger.add(chunk)
+            accumulator.add(chunk)
             if args.json:
                 _print_json(chunk, out)
             else:
@@ -176,7 +176,7 @@ async def _stream(
             out.flush()
     if not args.json:
         out.write("\n")
-    return merger.result()
+    return accumulator.result()
 
 
 def _fail(err: TextIO, message: str, status: int) -> int:

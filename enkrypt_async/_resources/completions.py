@@ -1,20 +1,38 @@
-"""The completions resource: ``client.completions.create(...)``."""
+"""The completions resource: ``client.completions.create(...)``.
+
+With its stream, `CompletionStream`, and the accumulator that merges the stream's
+chunks into one `Completion`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal, TypedDict, overload
 
-from ._client import RequestOptions
-from ._config import NOT_GIVEN, USE_CLIENT_DEFAULT, NotGiven, Timeout, UseClientDefault
-from ._exceptions import ConfigurationError
-from ._models import Completion, completion_decoder
-from ._streaming import CompletionStream
+import msgspec
+
+from .._base_client import BaseClient, RequestOptions
+from .._config import NOT_GIVEN, NotGiven
+from .._exceptions import ConfigurationError
+from .._models.completions import (
+    Completion,
+    CompletionChoice,
+    Logprobs,
+    completion_decoder,
+)
+from .._models.guardrails import PolicyDetections
+from .._models.usage import Usage
+from .._streaming import Stream
 
 if TYPE_CHECKING:
-    from ._client import EnkryptClient
+    from typing_extensions import Unpack
 
-__all__ = ["Completions", "StreamOptions"]
+__all__ = [
+    "CompletionAccumulator",
+    "CompletionStream",
+    "Completions",
+    "StreamOptions",
+]
 
 
 class StreamOptions(TypedDict, total=False):
@@ -50,7 +68,7 @@ class Completions:
     Reached as ``client.completions``; not built directly.
     """
 
-    def __init__(self, client: EnkryptClient) -> None:
+    def __init__(self, client: BaseClient) -> None:
         self._client = client
 
     @overload
@@ -76,13 +94,8 @@ class Completions:
         stream_options: StreamOptions | NotGiven = NOT_GIVEN,
         enkrypt_context: str | NotGiven = NOT_GIVEN,
         stream: Literal[False] = False,
-        deployment: str | UseClientDefault = USE_CLIENT_DEFAULT,
-        tags: str | Sequence[str] | UseClientDefault | None = USE_CLIENT_DEFAULT,
-        refresh_cache: bool | UseClientDefault | None = USE_CLIENT_DEFAULT,
-        timeout: float | Timeout | UseClientDefault | None = USE_CLIENT_DEFAULT,
-        max_retries: int | UseClientDefault = USE_CLIENT_DEFAULT,
-        extra_headers: Mapping[str, str] | None = None,
         extra_body: Mapping[str, object] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> Completion: ...
 
     @overload
@@ -108,13 +121,8 @@ class Completions:
         stream_options: StreamOptions | NotGiven = NOT_GIVEN,
         enkrypt_context: str | NotGiven = NOT_GIVEN,
         stream: Literal[True],
-        deployment: str | UseClientDefault = USE_CLIENT_DEFAULT,
-        tags: str | Sequence[str] | UseClientDefault | None = USE_CLIENT_DEFAULT,
-        refresh_cache: bool | UseClientDefault | None = USE_CLIENT_DEFAULT,
-        timeout: float | Timeout | UseClientDefault | None = USE_CLIENT_DEFAULT,
-        max_retries: int | UseClientDefault = USE_CLIENT_DEFAULT,
-        extra_headers: Mapping[str, str] | None = None,
         extra_body: Mapping[str, object] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> CompletionStream: ...
 
     @overload
@@ -140,13 +148,8 @@ class Completions:
         stream_options: StreamOptions | NotGiven = NOT_GIVEN,
         enkrypt_context: str | NotGiven = NOT_GIVEN,
         stream: bool,
-        deployment: str | UseClientDefault = USE_CLIENT_DEFAULT,
-        tags: str | Sequence[str] | UseClientDefault | None = USE_CLIENT_DEFAULT,
-        refresh_cache: bool | UseClientDefault | None = USE_CLIENT_DEFAULT,
-        timeout: float | Timeout | UseClientDefault | None = USE_CLIENT_DEFAULT,
-        max_retries: int | UseClientDefault = USE_CLIENT_DEFAULT,
-        extra_headers: Mapping[str, str] | None = None,
         extra_body: Mapping[str, object] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> Completion | CompletionStream: ...
 
     async def create(
@@ -171,19 +174,16 @@ class Completions:
         stream_options: StreamOptions | NotGiven = NOT_GIVEN,
         enkrypt_context: str | NotGiven = NOT_GIVEN,
         stream: bool = False,
-        deployment: str | UseClientDefault = USE_CLIENT_DEFAULT,
-        tags: str | Sequence[str] | UseClientDefault | None = USE_CLIENT_DEFAULT,
-        refresh_cache: bool | UseClientDefault | None = USE_CLIENT_DEFAULT,
-        timeout: float | Timeout | UseClientDefault | None = USE_CLIENT_DEFAULT,
-        max_retries: int | UseClientDefault = USE_CLIENT_DEFAULT,
-        extra_headers: Mapping[str, str] | None = None,
         extra_body: Mapping[str, object] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> Completion | CompletionStream:
         """Create a completion, optionally streamed, through the guardrails.
 
         Parameters left at `NOT_GIVEN` are left out of the JSON body, so a request
-        carries exactly what was asked for. The per-request options (deployment to
-        max_retries) default to the client's settings; ``None`` switches one off.
+        carries exactly what was asked for. The per-request options are those of
+        `RequestOptions` (``deployment``, ``tags``, ``refresh_cache``,
+        ``timeout``, ``max_retries``, ``extra_headers``): each defaults to the
+        client's setting, and ``None`` switches one off.
 
         Args:
             prompt: The prompt, or a list of prompts.
@@ -205,13 +205,8 @@ class Completions:
             stream_options: ``{"include_usage": True}`` adds a final usage chunk.
             enkrypt_context: Context for relevancy and hallucination checks.
             stream: Return a `CompletionStream` of chunks instead of one answer.
-            deployment: ``X-Enkrypt-Deployment`` for this request.
-            tags: ``X-Enkrypt-Tags`` for this request (None: none).
-            refresh_cache: ``X-Enkrypt-Refresh-Cache`` for this request (None: omit).
-            timeout: Timeouts for this request.
-            max_retries: Retries for this request.
-            extra_headers: Headers added to (or overriding) this request's.
             extra_body: Fields merged into the JSON body, last.
+            **options: The per-request options of `RequestOptions`.
 
         Returns:
             A `Completion`, or a `CompletionStream` when ``stream=True``.
@@ -256,16 +251,130 @@ class Completions:
             },
             extra_body,
         )
-        options = RequestOptions.build(
-            deployment=deployment,
-            tags=tags,
-            refresh_cache=refresh_cache,
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-        )
         if stream:
             return await self._client._stream(
                 _PATH, body, options, completion_decoder, CompletionStream
             )
         return await self._client._request(_PATH, body, options, completion_decoder)
+
+
+class CompletionStream(Stream[Completion]):
+    """A stream of `Completion` chunks, as returned by ``create(..., stream=True)``.
+
+    Examples:
+        >>> async def main(client: EnkryptClient) -> None:
+        ...     stream = await client.completions.create(prompt="Hi", stream=True)
+        ...     async with stream:
+        ...         async for chunk in stream:
+        ...             print(chunk.choices[0].text, end="")
+    """
+
+    async def collect(self) -> Completion:
+        """Consume the rest of the stream and merge it into one `Completion`.
+
+        Text is joined per choice index in arrival order; each choice keeps its
+        last ``finish_reason``; ``usage`` and ``enkrypt_policy_detections`` come
+        from whichever chunk carried them (the last one wins). Chunks already taken
+        with ``async for`` are not included.
+
+        Raises:
+            StreamError: The stream was truncated or reported an error.
+        """
+        accumulator = CompletionAccumulator()
+        async with self:
+            async for chunk in self:
+                accumulator.add(chunk)
+        return accumulator.result()
+
+
+class _ChoiceParts:
+    __slots__ = ("finish_reason", "logprobs", "seed", "texts")
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.finish_reason: str | None = None
+        self.seed: int | None = None
+        self.logprobs: list[Logprobs] = []
+
+
+class CompletionAccumulator:
+    """Folds streamed `Completion` chunks into one `Completion`.
+
+    What `CompletionStream.collect` uses; for a caller who forwards the chunks
+    elsewhere and still wants the whole answer at the end.
+
+    Examples:
+        >>> accumulator = CompletionAccumulator()
+        >>> async for chunk in stream:  # doctest: +SKIP
+        ...     accumulator.add(chunk)
+        ...     await forward(chunk)
+        >>> completion = accumulator.result()  # doctest: +SKIP
+    """
+
+    def __init__(self) -> None:
+        self._first: Completion | None = None
+        self._choices: dict[int, _ChoiceParts] = {}
+        self._usage: Usage | None = None
+        self._detections: PolicyDetections | None = None
+
+    def add(self, chunk: Completion) -> None:
+        """Take the next chunk, in the order the stream gave them."""
+        if self._first is None:
+            self._first = chunk
+        for choice in chunk.choices:
+            parts = self._choices.get(choice.index)
+            if parts is None:
+                parts = self._choices[choice.index] = _ChoiceParts()
+            parts.texts.append(choice.text)
+            if choice.finish_reason is not None:
+                parts.finish_reason = choice.finish_reason
+            if choice.seed is not None:
+                parts.seed = choice.seed
+            if choice.logprobs is not None:
+                parts.logprobs.append(choice.logprobs)
+        if chunk.usage is not None:
+            self._usage = chunk.usage
+        if chunk.enkrypt_policy_detections is not None:
+            self._detections = chunk.enkrypt_policy_detections
+
+    def result(self) -> Completion:
+        """The merged completion of the chunks taken so far.
+
+        Text is joined per choice index; each choice keeps its last
+        ``finish_reason``, seed and joined log probabilities; ``usage`` and
+        ``enkrypt_policy_detections`` come from the last chunk that carried them;
+        ``id``, ``model`` and the rest from the first chunk.
+        """
+        first = self._first or Completion()
+        choices = [
+            CompletionChoice(
+                text="".join(parts.texts),
+                index=index,
+                finish_reason=parts.finish_reason,
+                seed=parts.seed,
+                logprobs=_merge_logprobs(parts.logprobs),
+            )
+            for index, parts in sorted(self._choices.items())
+        ]
+        return msgspec.structs.replace(
+            first,
+            choices=choices,
+            usage=self._usage,
+            enkrypt_policy_detections=self._detections,
+        )
+
+
+def _merge_logprobs(pieces: list[Logprobs]) -> Logprobs | None:
+    if not pieces:
+        return None
+    if len(pieces) == 1:
+        return pieces[0]
+    merged: dict[str, list[object]] = {}
+    for field in msgspec.structs.fields(Logprobs):
+        values: list[object] = []
+        for piece in pieces:
+            value = getattr(piece, field.name)
+            if isinstance(value, list):
+                values.extend(value)
+        merged[field.name] = values
+    return msgspec.convert(merged, Logprobs)

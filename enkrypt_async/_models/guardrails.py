@@ -1,40 +1,27 @@
-"""msgspec Structs for the response of ``POST /ai-proxy/completions``.
+"""What Enkrypt's guardrails report: ``enkrypt_policy_detections`` and its parts.
 
-One shape serves a whole response and every streamed chunk, so every field is
-optional, defaulting to ``None`` or an empty container, and unknown keys are ignored
-at every level. Decoding is lax (``strict=False``): where the declared type is not
-``str``, strings holding numbers decode to ``int``/``float`` (the proxy sends
-``"0.998087"``; ``"nan"`` and ``"inf"`` pass too), integral floats up to ``2**53``
-to ``int``, ``"true"``/``"false"``/``"1"``/``"0"``/``1``/``0`` to ``bool``, and the
-string ``"null"`` to ``None``.
-
-Integers stay exact up to CPython's 4300-digit limit (beyond, a
-`msgspec.ValidationError`), so a ``choices[].seed`` above ``2**63`` survives. msgspec
-before 0.19 corrupted JSON integers from ``2**64 + 10**18`` to ``2 * 10**19 - 1``
-(msgspec PR #751).
+The same report rides on a whole answer, on the chunk of a stream that carries it,
+and on the body of an error status that blocked a request.
 """
 
 from __future__ import annotations
 
-import builtins
 from typing import Final, TypeAlias
 
 import msgspec
 
+from ._base import Model
+
 __all__ = [
     "AdherenceDetection",
     "BiasDetection",
-    "Completion",
-    "CompletionChoice",
     "CopyrightIPDetection",
-    "ErrorInfo",
     "GuardrailsDetails",
     "GuardrailsReport",
     "GuardrailsSummary",
     "HallucinationDetection",
     "InjectionAttackDetection",
     "KeywordDetection",
-    "Logprobs",
     "NSFWDetection",
     "PIIDetection",
     "PolicyDetections",
@@ -44,19 +31,11 @@ __all__ = [
     "SystemPromptDetection",
     "TopicDetection",
     "ToxicityDetection",
-    "Usage",
+    "convert_detections",
 ]
 
 
-class _Model(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
-    """Keyword-only, immutable, compact when re-encoded.
-
-    msgspec passes these options down to subclasses, mypy does not: subclasses
-    repeat ``kw_only`` and ``frozen`` for the type checker.
-    """
-
-
-class KeywordDetection(_Model, kw_only=True, frozen=True):
+class KeywordDetection(Model, kw_only=True, frozen=True):
     """``keyword_detector``: banned keywords found.
 
     Attributes:
@@ -75,7 +54,7 @@ class KeywordDetection(_Model, kw_only=True, frozen=True):
         return list(self.detected_keywords)
 
 
-class PolicyViolationDetection(_Model, kw_only=True, frozen=True):
+class PolicyViolationDetection(Model, kw_only=True, frozen=True):
     """``policy_violation``: whether the text breaks the deployment's policy.
 
     Attributes:
@@ -92,7 +71,7 @@ class PolicyViolationDetection(_Model, kw_only=True, frozen=True):
         return self.violating_policy not in (None, "", "No Violation Found")
 
 
-class BiasDetection(_Model, kw_only=True, frozen=True):
+class BiasDetection(Model, kw_only=True, frozen=True):
     """``bias``: biased wording.
 
     Attributes:
@@ -106,7 +85,7 @@ class BiasDetection(_Model, kw_only=True, frozen=True):
     biased_text: str | None = None
 
 
-class PIIDetection(_Model, kw_only=True, frozen=True):
+class PIIDetection(Model, kw_only=True, frozen=True):
     """``pii``: personal data and secrets, each a map of placeholder to found text.
 
     For example ``pii={"<EMAIL_ADDRESS_0>": "a@b.c"}``. Entity types other than the
@@ -132,7 +111,7 @@ class PIIDetection(_Model, kw_only=True, frozen=True):
         return {k: v for k in self.__struct_fields__ if (v := getattr(self, k))}
 
 
-class NSFWDetection(_Model, kw_only=True, frozen=True):
+class NSFWDetection(Model, kw_only=True, frozen=True):
     """``nsfw``: probabilities that the text is safe or not safe for work.
 
     Attributes:
@@ -144,7 +123,7 @@ class NSFWDetection(_Model, kw_only=True, frozen=True):
     nsfw: float | None = None
 
 
-class ToxicityDetection(_Model, kw_only=True, frozen=True):
+class ToxicityDetection(Model, kw_only=True, frozen=True):
     """``toxicity``: a probability (0..1) per category, each field named after one.
 
     Attributes:
@@ -164,7 +143,7 @@ class ToxicityDetection(_Model, kw_only=True, frozen=True):
     identity_hate: float | None = None
 
 
-class InjectionAttackDetection(_Model, kw_only=True, frozen=True):
+class InjectionAttackDetection(Model, kw_only=True, frozen=True):
     """``injection_attack``: prompt injection probabilities.
 
     The proxy sends the probabilities as strings (``"0.998087"``); they decode into
@@ -191,7 +170,7 @@ The wire value is the map itself, so `GuardrailsDetails.topic_detector` is a pla
 """
 
 
-class SystemPromptDetection(_Model, kw_only=True, frozen=True):
+class SystemPromptDetection(Model, kw_only=True, frozen=True):
     """``system_prompt``: similarity of the text to the system prompt (leakage).
 
     Attributes:
@@ -201,7 +180,7 @@ class SystemPromptDetection(_Model, kw_only=True, frozen=True):
     similarity_score: float | None = None
 
 
-class CopyrightIPDetection(_Model, kw_only=True, frozen=True):
+class CopyrightIPDetection(Model, kw_only=True, frozen=True):
     """``copyright_ip``: similarity of the text to protected material.
 
     Attributes:
@@ -211,7 +190,7 @@ class CopyrightIPDetection(_Model, kw_only=True, frozen=True):
     similarity_score: float | None = None
 
 
-class SpongeAttackDetection(_Model, kw_only=True, frozen=True):
+class SpongeAttackDetection(Model, kw_only=True, frozen=True):
     """``sponge_attack``: input crafted to waste compute.
 
     Attributes:
@@ -221,7 +200,7 @@ class SpongeAttackDetection(_Model, kw_only=True, frozen=True):
     sponge_attack_detected: bool | None = None
 
 
-class HallucinationDetection(_Model, kw_only=True, frozen=True):
+class HallucinationDetection(Model, kw_only=True, frozen=True):
     """``hallucination``: whether the output is unsupported; field names vary.
 
     Attributes:
@@ -235,7 +214,7 @@ class HallucinationDetection(_Model, kw_only=True, frozen=True):
     is_hallucination: bool | float | None = None
 
 
-class AdherenceDetection(_Model, kw_only=True, frozen=True):
+class AdherenceDetection(Model, kw_only=True, frozen=True):
     """``adherence``: how closely the output sticks to the given context.
 
     Attributes:
@@ -247,7 +226,7 @@ class AdherenceDetection(_Model, kw_only=True, frozen=True):
     adherence_score: float | None = None
 
 
-class RelevancyDetection(_Model, kw_only=True, frozen=True):
+class RelevancyDetection(Model, kw_only=True, frozen=True):
     """``relevancy``: how relevant the output is to the prompt.
 
     Attributes:
@@ -259,7 +238,7 @@ class RelevancyDetection(_Model, kw_only=True, frozen=True):
     relevancy_score: float | None = None
 
 
-class GuardrailsDetails(_Model, kw_only=True, frozen=True):
+class GuardrailsDetails(Model, kw_only=True, frozen=True):
     """Per-detector details; only the detectors enabled for the deployment appear.
 
     Attributes:
@@ -310,7 +289,7 @@ def _fired(flag: str, value: int | list[str] | dict[str, object] | None) -> bool
     return value == 0 if flag == "on_topic" else value > 0
 
 
-class GuardrailsSummary(_Model, kw_only=True, frozen=True):
+class GuardrailsSummary(Model, kw_only=True, frozen=True):
     """Per-detector flags: 1 when the detector fired, 0 when not, absent when off.
 
     Attributes:
@@ -354,7 +333,7 @@ class GuardrailsSummary(_Model, kw_only=True, frozen=True):
         ]
 
 
-class GuardrailsReport(_Model, kw_only=True, frozen=True):
+class GuardrailsReport(Model, kw_only=True, frozen=True):
     """What the guardrails found on one side (input or output).
 
     Attributes:
@@ -371,7 +350,7 @@ class GuardrailsReport(_Model, kw_only=True, frozen=True):
         return self.summary.flagged
 
 
-class PolicyDetections(_Model, kw_only=True, frozen=True):
+class PolicyDetections(Model, kw_only=True, frozen=True):
     """``enkrypt_policy_detections``: the guardrails' reports; either may be absent.
 
     Attributes:
@@ -387,120 +366,6 @@ class PolicyDetections(_Model, kw_only=True, frozen=True):
         """``{"input": [...], "output": [...]}``: the detectors that fired per side."""
         sides = {"input": self.input_guardrails, "output": self.output_guardrails}
         return {side: r.flagged if r else [] for side, r in sides.items()}
-
-
-class Usage(_Model, kw_only=True, frozen=True):
-    """Token counts.
-
-    Attributes:
-        prompt_tokens: Tokens in the prompt.
-        completion_tokens: Tokens generated.
-        total_tokens: Both.
-    """
-
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    total_tokens: int | None = None
-
-
-class Logprobs(_Model, kw_only=True, frozen=True):
-    """OpenAI's legacy log probabilities of a choice.
-
-    Attributes:
-        tokens: The tokens.
-        token_logprobs: The log probability of each token (``None`` for the first
-            token of an echoed prompt).
-        top_logprobs: The most likely alternatives at each position.
-        text_offset: Character offset of each token in the text.
-    """
-
-    tokens: list[str] | None = None
-    token_logprobs: list[float | None] | None = None
-    top_logprobs: list[dict[str, float] | None] | None = None
-    text_offset: list[int] | None = None
-
-
-class CompletionChoice(_Model, kw_only=True, frozen=True, omit_defaults=False):
-    """One generated completion, or a piece of it in a streamed chunk.
-
-    Re-encoded in full (``index``, ``finish_reason: null``...), as OpenAI-style
-    consumers of a chunk expect.
-
-    Attributes:
-        text: The generated text.
-        index: The choice's position (chunks of several choices interleave).
-        finish_reason: Why generation stopped (``"stop"``, ``"length"``, ``"eos"``,
-            ``"content_filter"``...); ``None`` until the last chunk.
-        logprobs: Log probabilities, when asked for.
-        seed: The seed used, exact even above ``2**64``.
-    """
-
-    text: str = ""
-    index: int = 0
-    finish_reason: str | None = None
-    logprobs: Logprobs | None = None
-    seed: int | None = None
-
-
-class Completion(_Model, kw_only=True, frozen=True):
-    """A completion, or one streamed chunk of it (the shapes are the same).
-
-    Attributes:
-        id: The completion's id.
-        object: ``"text_completion"`` (OpenAI) or ``"text.completion"`` (Together).
-        created: Unix time of creation, in seconds.
-        model: The model that answered.
-        prompt: The prompt as the provider echoed it, if at all (Together sends
-            ``[]``): a string or a list of arbitrary JSON values.
-        choices: The completions.
-        usage: Token counts; often absent from streamed chunks.
-        system_fingerprint: The backend configuration, where sent.
-        enkrypt_policy_detections: What Enkrypt's guardrails found.
-    """
-
-    id: str | None = None
-    object: str | None = None
-    created: int | None = None
-    model: str | None = None
-    # `builtins.` because the field `object` shadows the builtin in this class.
-    prompt: str | list[builtins.object] | None = None
-    choices: list[CompletionChoice] = []
-    usage: Usage | None = None
-    system_fingerprint: str | None = None
-    enkrypt_policy_detections: PolicyDetections | None = None
-
-
-class ErrorInfo(_Model, kw_only=True, frozen=True):
-    """An error reported by the proxy or the provider (OpenAI's error object).
-
-    Attributes:
-        message: What went wrong.
-        type: The error's kind (``"invalid_request_error"``...).
-        code: A code, string or number.
-        param: The request parameter at fault.
-    """
-
-    message: str | None = None
-    type: str | None = None
-    code: str | int | None = None
-    param: str | None = None
-
-
-class _ErrorEnvelope(_Model, kw_only=True, frozen=True):
-    """Any JSON object, read for its top-level ``error`` member only."""
-
-    error: builtins.object = None
-
-
-completion_decoder: msgspec.json.Decoder[Completion] = msgspec.json.Decoder(
-    Completion, strict=False
-)
-"""Decodes a response body or one stream event's data into a `Completion`."""
-
-error_envelope_decoder: msgspec.json.Decoder[_ErrorEnvelope] = msgspec.json.Decoder(
-    _ErrorEnvelope, strict=False
-)
-"""Reads the top-level ``error`` of a body or a stream event, whatever its shape."""
 
 
 def convert_detections(obj: object) -> PolicyDetections:

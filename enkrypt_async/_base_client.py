@@ -1,0 +1,521 @@
+"""The request pipeline every resource shares, and the client's lifecycle.
+
+`BaseClient` owns the settings, the aiohttp session (opened on first use, closed by
+`BaseClient.aclose` or with its event loop) and the pipeline: `BaseClient._request`
+for a whole answer and `BaseClient._stream` for a stream. Both go through
+`BaseClient._send`: a call's `RequestOptions` merged over the client's settings, the
+JSON body encoded once, retries with backoff, error statuses read and typed, and the
+one boundary where aiohttp's errors become ours.
+
+This module imports no resource; the resources import it, and `EnkryptClient`
+(``_client.py``) puts them on the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+import ssl
+import time
+import warnings
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Final, TypedDict, TypeVar
+
+import aiohttp
+import msgspec
+
+from ._config import (
+    DEFAULT_MAX_EVENT_SIZE,
+    DEFAULT_MAX_RESPONSE_SIZE,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_POOL_LIMIT,
+    DEFAULT_TIMEOUT,
+    USE_CLIENT_DEFAULT,
+    Settings,
+    Timeout,
+    UseClientDefault,
+    check_headers,
+    join_tags,
+    refresh_cache_value,
+    setup_logging,
+)
+from ._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    ClientClosedError,
+    ConfigurationError,
+    GuardrailsBlockedError,
+    map_exceptions,
+    redacted,
+)
+from ._models._base import Answer
+from ._responses import decode_answer, request_id_of, status_error
+from ._retry import RETRY_STATUSES, retry_delay
+from ._transport import (
+    TRANSPORT_ERRORS,
+    aiohttp_timeout,
+    keepalive_socket,
+    never_processed,
+    read_body,
+    release,
+)
+from ._version import __version__
+
+__all__ = ["BaseClient", "RequestOptions"]
+
+logger: Final = logging.getLogger("enkrypt_async")
+
+USER_AGENT: Final = f"enkrypt-async/{__version__} aiohttp/{aiohttp.__version__}"
+
+#: Error bodies are read for diagnosis only; anything longer is cut.
+MAX_ERROR_BODY: Final = 1024 * 1024
+
+_encoder: Final = msgspec.json.Encoder()
+
+A = TypeVar("A", bound=Answer)
+S = TypeVar("S")
+_C = TypeVar("_C", bound="BaseClient")
+
+
+class RequestOptions(TypedDict, total=False):
+    """Per-request overrides of the client's settings, taken by every ``create()``.
+
+    A key left out, or set to `USE_CLIENT_DEFAULT`, keeps the client's setting;
+    ``None`` switches an option off.
+
+    Attributes:
+        deployment: ``X-Enkrypt-Deployment`` for this request.
+        tags: ``X-Enkrypt-Tags`` for this request (``None``: no tags).
+        refresh_cache: ``X-Enkrypt-Refresh-Cache`` for this request (``None``: omit).
+        timeout: Timeouts for this request, replacing the client's as a whole: a
+            `Timeout`, a number (the read timeout), or ``None`` (no limits).
+        max_retries: Retries for this request.
+        extra_headers: Headers added to this request, replacing any of the same
+            name.
+    """
+
+    deployment: str | UseClientDefault
+    tags: str | Sequence[str] | UseClientDefault | None
+    refresh_cache: bool | UseClientDefault | None
+    timeout: float | Timeout | UseClientDefault | None
+    max_retries: int | UseClientDefault
+    extra_headers: Mapping[str, str] | None
+
+
+_OPTION_NAMES: Final = frozenset(RequestOptions.__annotations__)
+
+
+async def _close_with_loop(
+    session: aiohttp.ClientSession,
+) -> AsyncGenerator[None, None]:
+    """Close ``session`` when its loop shuts down, or when closed (`aclose`)."""
+    try:
+        yield
+    finally:
+        if not session.closed:
+            await session.close()
+
+
+class _State(enum.Enum):
+    UNOPENED = 1
+    OPENED = 2
+    CLOSED = 3
+
+
+def _check_retries(max_retries: object) -> int:
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int):
+        raise ConfigurationError(f"max_retries must be an int, not {max_retries!r}")
+    if max_retries < 0:
+        raise ConfigurationError(f"max_retries must be >= 0, got {max_retries}")
+    return max_retries
+
+
+def _encode(body: Mapping[str, object]) -> bytes:
+    try:
+        return _encoder.encode(body)
+    except (TypeError, ValueError, RecursionError, msgspec.EncodeError) as exc:
+        # ValueError: a lone surrogate (UnicodeEncodeError); RecursionError: a
+        # structure that contains itself.
+        raise ConfigurationError(
+            f"The request body cannot be encoded as JSON: {exc}"
+        ) from exc
+
+
+class BaseClient:
+    """The settings, the session and the request pipeline of `EnkryptClient`.
+
+    Not used directly: `EnkryptClient` adds the resources. Its arguments are
+    documented there.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        deployment: str | None = None,
+        base_url: str | None = None,
+        tags: str | Sequence[str] | None = None,
+        refresh_cache: bool | None = None,
+        timeout: float | Timeout | None = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        default_headers: Mapping[str, str] | None = None,
+        session: aiohttp.ClientSession | None = None,
+        pool_limit: int = DEFAULT_POOL_LIMIT,
+        max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+        max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
+        allow_insecure_http: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._settings = Settings.resolve(
+            api_key=api_key,
+            deployment=deployment,
+            base_url=base_url,
+            allow_insecure_http=allow_insecure_http,
+        )
+        setup_logging(self._settings.log_level)
+        self._timeout = Timeout.coerce(timeout)
+        self._aiohttp_timeout = aiohttp_timeout(self._timeout)
+        self._max_retries = _check_retries(max_retries)
+        if pool_limit < 0:
+            raise ConfigurationError("pool_limit must be >= 0 (0: no limit)")
+        if max_event_size <= 0 or max_response_size <= 0:
+            raise ConfigurationError("max_event_size and max_response_size must be > 0")
+        if ssl_context is not None and session is not None:
+            raise ConfigurationError(
+                "ssl_context applies to the client's own connections: configure "
+                "the connector of the session you pass instead"
+            )
+        self._ssl: ssl.SSLContext | bool = True if ssl_context is None else ssl_context
+        self._pool_limit = pool_limit
+        self.max_event_size = max_event_size
+        self.max_response_size = max_response_size
+        self._headers = self._build_headers(tags, refresh_cache, default_headers)
+        self._session = session
+        self._owns_session = session is None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_guard: AsyncGenerator[None, None] | None = None
+        self._state = _State.UNOPENED
+        self._rng = random.Random()
+
+    def _build_headers(
+        self,
+        tags: str | Sequence[str] | None,
+        refresh_cache: bool | None,
+        default_headers: Mapping[str, str] | None,
+    ) -> dict[str, str]:
+        headers = {
+            "User-Agent": USER_AGENT,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "apikey": self._settings.api_key,
+        }
+        if self._settings.deployment is not None:
+            headers["X-Enkrypt-Deployment"] = self._settings.deployment
+        joined = join_tags(tags)
+        if joined is not None:
+            headers["X-Enkrypt-Tags"] = joined
+        refresh = refresh_cache_value(refresh_cache)
+        if refresh is not None:
+            headers["X-Enkrypt-Refresh-Cache"] = refresh
+        headers.update(check_headers(default_headers, "default_headers"))
+        return headers
+
+    @property
+    def base_url(self) -> str:
+        """The proxy base URL requests go to (no trailing slash)."""
+        return self._settings.base_url
+
+    @property
+    def deployment(self) -> str | None:
+        """The default deployment name."""
+        return self._settings.deployment
+
+    @property
+    def timeout(self) -> Timeout:
+        """The default timeouts."""
+        return self._timeout
+
+    @property
+    def max_retries(self) -> int:
+        """The default number of retries."""
+        return self._max_retries
+
+    @property
+    def is_closed(self) -> bool:
+        """True once `aclose` was called."""
+        return self._state is _State.CLOSED
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} base_url={self.base_url!r} "
+            f"deployment={self.deployment!r} state={self._state.name.lower()}>"
+        )
+
+    async def __aenter__(self: _C) -> _C:
+        if self._state is _State.CLOSED:
+            raise ClientClosedError("Cannot reopen an EnkryptClient after aclose()")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the client and the session it created (idempotent).
+
+        A caller-owned session is left open.
+        """
+        self._state = _State.CLOSED
+        guard, self._loop_guard = self._loop_guard, None
+        self._session = None
+        if guard is not None:
+            await guard.aclose()  # closes the session we created
+
+    def __del__(self) -> None:
+        session = getattr(self, "_session", None)
+        if (
+            getattr(self, "_owns_session", False)
+            and session is not None
+            and not session.closed
+        ):
+            warnings.warn(
+                f"Unclosed {self!r}: use 'async with EnkryptClient()' or "
+                "'await client.aclose()'",
+                ResourceWarning,
+                source=self,
+                stacklevel=1,
+            )
+
+    async def _open_session(self) -> aiohttp.ClientSession:
+        if self._state is _State.CLOSED:
+            raise ClientClosedError("This EnkryptClient was closed by aclose()")
+        loop = asyncio.get_running_loop()
+        session = self._session
+        if self._loop is not None and self._loop is not loop:
+            session = self._leave_loop(session)
+        if session is None:
+            # Created inside the running loop, on first use, and closed with that
+            # loop: `asyncio.run` closes live async generators before the loop.
+            connector = aiohttp.TCPConnector(
+                limit=self._pool_limit, socket_factory=keepalive_socket, ssl=self._ssl
+            )
+            session = self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self._aiohttp_timeout,
+                raise_for_status=False,
+            )
+            self._loop_guard = _close_with_loop(session)
+            await self._loop_guard.asend(None)
+        elif session.closed:
+            raise ClientClosedError(
+                "The aiohttp session given to EnkryptClient is closed"
+            )
+        self._loop = loop
+        self._state = _State.OPENED
+        return session
+
+    def _leave_loop(
+        self, session: aiohttp.ClientSession | None
+    ) -> aiohttp.ClientSession | None:
+        """The session to use from a new event loop: None to open a new one."""
+        old = self._loop
+        if self._owns_session and (
+            session is None or session.closed or old is None or old.is_closed()
+        ):
+            # The loop the session belonged to is gone (a second asyncio.run):
+            # its connections went with it, so start afresh in this loop.
+            self._session = self._loop_guard = None
+            return None
+        raise ClientClosedError(
+            "This EnkryptClient belongs to another event loop (a thread or an "
+            "earlier asyncio.run); create one client per event loop, for example "
+            "with 'async with EnkryptClient() as client:' inside the coroutine"
+        )
+
+    def _prepare(
+        self, options: RequestOptions, *, stream: bool
+    ) -> tuple[dict[str, str], aiohttp.ClientTimeout, int]:
+        """The headers, the aiohttp timeouts and the retries of one request."""
+        unknown = options.keys() - _OPTION_NAMES
+        if unknown:
+            raise ConfigurationError(
+                f"Unknown request option {', '.join(map(repr, sorted(unknown)))}; "
+                f"the options are {', '.join(sorted(_OPTION_NAMES))}"
+            )
+        headers = dict(self._headers)
+        if stream:
+            headers["Accept"] = "text/event-stream"
+        deployment = options.get("deployment", USE_CLIENT_DEFAULT)
+        if not isinstance(deployment, UseClientDefault):
+            headers.update(
+                check_headers({"X-Enkrypt-Deployment": deployment}, "deployment")
+            )
+        tags = options.get("tags", USE_CLIENT_DEFAULT)
+        if not isinstance(tags, UseClientDefault):
+            joined = join_tags(tags)
+            headers.pop("X-Enkrypt-Tags", None)
+            if joined is not None:
+                headers["X-Enkrypt-Tags"] = joined
+        refresh_cache = options.get("refresh_cache", USE_CLIENT_DEFAULT)
+        if not isinstance(refresh_cache, UseClientDefault):
+            refresh = refresh_cache_value(refresh_cache)
+            headers.pop("X-Enkrypt-Refresh-Cache", None)
+            if refresh is not None:
+                headers["X-Enkrypt-Refresh-Cache"] = refresh
+        headers.update(check_headers(options.get("extra_headers"), "extra_headers"))
+        if "X-Enkrypt-Deployment" not in headers:
+            raise ConfigurationError(
+                "No deployment: pass deployment=... or set $ENKRYPT_DEPLOYMENT"
+            )
+        timeout = options.get("timeout", USE_CLIENT_DEFAULT)
+        limits = (
+            self._aiohttp_timeout
+            if isinstance(timeout, UseClientDefault)
+            else aiohttp_timeout(Timeout.coerce(timeout))
+        )
+        retries = options.get("max_retries", USE_CLIENT_DEFAULT)
+        if isinstance(retries, UseClientDefault):
+            return headers, limits, self._max_retries
+        return headers, limits, _check_retries(retries)
+
+    async def _request(
+        self,
+        path: str,
+        body: Mapping[str, object],
+        options: RequestOptions,
+        decoder: msgspec.json.Decoder[A],
+    ) -> A:
+        """POST and decode the whole JSON answer into ``decoder``'s type."""
+        response = await self._send(path, body, options, stream=False)
+        try:
+            data = await read_body(response, self.max_response_size)
+        finally:
+            release(response)
+        return decode_answer(decoder, data, request_id_of(response.headers))
+
+    async def _stream(
+        self,
+        path: str,
+        body: Mapping[str, object],
+        options: RequestOptions,
+        decoder: msgspec.json.Decoder[A],
+        stream_class: Callable[..., S],
+    ) -> S:
+        """POST asking for Server-Sent Events; a ``stream_class`` of its chunks."""
+        response = await self._send(path, body, options, stream=True)
+        return stream_class(
+            response,
+            decoder,
+            max_event_size=self.max_event_size,
+            max_response_size=self.max_response_size,
+        )
+
+    async def _send(
+        self,
+        path: str,
+        body: Mapping[str, object],
+        options: RequestOptions,
+        *,
+        stream: bool,
+    ) -> aiohttp.ClientResponse:
+        """Send one request, retrying as configured, and return the response.
+
+        The returned response has a success status and an unread body; the caller
+        must release it. Error statuses are read, released and raised here.
+        """
+        headers, timeout, retries = self._prepare(options, stream=stream)
+        payload = _encode(body)
+        session = await self._open_session()
+        url = self._settings.base_url + path
+        attempt = 0
+        while True:
+            try:
+                return await self._attempt(session, url, payload, headers, timeout)
+            except (APIConnectionError, APIStatusError) as exc:
+                delay = self._retry_delay(exc, attempt, retries)
+                if delay is None:
+                    raise
+                attempt += 1
+                logger.info(
+                    "POST %s failed (%s); retry %d of %d in %.2fs",
+                    path,
+                    exc.message,
+                    attempt,
+                    retries,
+                    delay,
+                )
+            await asyncio.sleep(delay)
+
+    async def _attempt(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        payload: bytes,
+        headers: dict[str, str],
+        timeout: aiohttp.ClientTimeout,
+    ) -> aiohttp.ClientResponse:
+        debug = logger.isEnabledFor(logging.DEBUG)
+        if debug:
+            started = time.monotonic()
+            logger.debug("POST %s headers=%s", url, redacted(headers))
+        with map_exceptions(TRANSPORT_ERRORS):
+            # raise_for_status=False even if a caller-owned session says True:
+            # error statuses are read and typed here, never raised by aiohttp.
+            # No redirect is followed: it would carry the key and the prompt to
+            # wherever the answer points, and the proxy API has none.
+            response = await session.post(
+                url,
+                data=payload,
+                headers=headers,
+                timeout=timeout,
+                raise_for_status=False,
+                allow_redirects=False,
+            )
+        if response.status >= 300:
+            raise await self._read_error(response)
+        if debug:
+            logger.debug(
+                "POST %s -> %d in %.3fs (request id %s)",
+                response.url.path,
+                response.status,
+                time.monotonic() - started,
+                request_id_of(response.headers),
+            )
+        return response
+
+    def _retry_delay(
+        self, error: APIConnectionError | APIStatusError, attempt: int, retries: int
+    ) -> float | None:
+        """Seconds to wait before retrying after ``error``, or None to raise it."""
+        if attempt >= retries:
+            return None
+        headers: Mapping[str, str] | None = None
+        if isinstance(error, APIConnectionError):
+            # Sending again is safe only if the upstream never got the request.
+            if not never_processed(error.__cause__):
+                return None
+        elif isinstance(error, APIStatusError):
+            # A guardrails block is a verdict on the prompt: asking again gives
+            # the same answer, whatever status carried it.
+            if error.status_code not in RETRY_STATUSES or isinstance(
+                error, GuardrailsBlockedError
+            ):
+                return None
+            headers = error.headers
+        return retry_delay(attempt, headers, now=time.time(), jitter=self._rng.random())
+
+    async def _read_error(self, response: aiohttp.ClientResponse) -> APIStatusError:
+        try:
+            raw = await read_body(response, MAX_ERROR_BODY, truncate=True)
+        except APIConnectionError:
+            raw = b""  # the status alone still says what happened
+        finally:
+            release(response)
+        return status_error(response.status, response.reason, response.headers, raw)
