@@ -33,6 +33,7 @@ from ._config import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_POOL_LIMIT,
     DEFAULT_TIMEOUT,
+    NOT_GIVEN,
     USE_CLIENT_DEFAULT,
     Settings,
     Timeout,
@@ -64,7 +65,7 @@ from ._transport import (
 )
 from ._version import __version__
 
-__all__ = ["BaseClient", "RequestOptions"]
+__all__ = ["BaseClient", "RequestOptions", "build_body"]
 
 logger: Final = logging.getLogger("enkrypt_async")
 
@@ -106,6 +107,23 @@ class RequestOptions(TypedDict, total=False):
 
 
 _OPTION_NAMES: Final = frozenset(RequestOptions.__annotations__)
+
+
+def build_body(
+    params: Mapping[str, object], extra_body: Mapping[str, object] | None
+) -> dict[str, object]:
+    """A request's JSON body: the parameters given, then ``extra_body`` over them.
+
+    Parameters left at `NOT_GIVEN` are left out; tuples and ranges become lists.
+    """
+    body = {
+        name: list(value) if isinstance(value, (tuple, range)) else value
+        for name, value in params.items()
+        if value is not NOT_GIVEN
+    }
+    if extra_body:
+        body.update(extra_body)
+    return body
 
 
 async def _close_with_loop(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 
 from ._base_client import BaseClient
+from ._resources.chat import Chat
 from ._resources.completions import Completions
 
 __all__ = ["EnkryptClient"]
@@ -47,6 +48,11 @@ class EnkryptClient(BaseClient):
         ...         completion = await client.completions.create(prompt="Hi")
         ...         print(completion.choices[0].text)
     """
+
+    @cached_property
+    def chat(self) -> Chat:
+        """``POST /chat/completions``: chat completions (`ChatCompletions.create`)."""
+        return Chat(self)
 
     @cached_property
     def completions(self) -> Completions:

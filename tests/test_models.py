@@ -552,7 +552,10 @@ def test_usage_chunk_with_no_choices_and_null_usage_decode() -> None:
         ' "total_tokens": 3, "completion_tokens_details": {"reasoning_tokens": 0}}}'
     )
     assert usage_chunk.usage == _models.Usage(
-        prompt_tokens=1, completion_tokens=2, total_tokens=3
+        prompt_tokens=1,
+        completion_tokens=2,
+        total_tokens=3,
+        completion_tokens_details=_models.CompletionTokensDetails(reasoning_tokens=0),
     )
     assert decode('{"usage": null}').usage is None
 

@@ -7,11 +7,11 @@ chunks into one `Completion`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Literal, TypedDict, overload
+from typing import TYPE_CHECKING, Literal, overload
 
 import msgspec
 
-from .._base_client import BaseClient, RequestOptions
+from .._base_client import BaseClient, RequestOptions, build_body
 from .._config import NOT_GIVEN, NotGiven
 from .._exceptions import ConfigurationError
 from .._models.completions import (
@@ -22,44 +22,16 @@ from .._models.completions import (
 )
 from .._models.guardrails import PolicyDetections
 from .._models.usage import Usage
+from .._params import StreamOptions
 from .._streaming import Stream
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = [
-    "CompletionAccumulator",
-    "CompletionStream",
-    "Completions",
-    "StreamOptions",
-]
-
-
-class StreamOptions(TypedDict, total=False):
-    """``stream_options`` of a streamed request.
-
-    Attributes:
-        include_usage: Send a last chunk with ``choices: []`` and the whole
-            ``usage`` just before ``[DONE]``.
-    """
-
-    include_usage: bool
+__all__ = ["CompletionAccumulator", "CompletionStream", "Completions"]
 
 
 _PATH = "/completions"
-
-
-def _body(
-    params: Mapping[str, object], extra_body: Mapping[str, object] | None
-) -> dict[str, object]:
-    body = {
-        name: list(value) if isinstance(value, (tuple, range)) else value
-        for name, value in params.items()
-        if value is not NOT_GIVEN
-    }
-    if extra_body:
-        body.update(extra_body)
-    return body
 
 
 class Completions:
@@ -227,7 +199,7 @@ class Completions:
             isinstance(prompt, Sequence) and all(isinstance(p, str) for p in prompt)
         ):
             raise ConfigurationError("prompt must be a string or a sequence of strings")
-        body = _body(
+        body = build_body(
             {
                 "prompt": prompt,
                 "model": model,
