@@ -350,14 +350,6 @@ async def test_large_bodies_and_unknown_fields_are_accepted(
     assert body["usage"]["prompt_tokens"] == 3000
 
 
-async def test_chat_completions_is_not_implemented(
-    emu: EnkryptEmulator, session: aiohttp.ClientSession
-) -> None:
-    async with session.post(f"{emu.base_url}/chat/completions", json={}) as response:
-        assert response.status == 404
-        assert (await response.json())["error"]["type"] == "not_found_error"
-
-
 # --- guardrails ----------------------------------------------------------------------
 
 

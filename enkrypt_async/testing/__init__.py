@@ -1,9 +1,11 @@
 """A local, offline emulator of Enkrypt AI's guardrailed proxy, for tests.
 
-`EnkryptEmulator` serves `POST /ai-proxy/completions` on 127.0.0.1 like the
-real proxy: `apikey` and `X-Enkrypt-Deployment` headers, deterministic text
-(streamed as Server-Sent Events or not), guardrail detections computed on the
-prompt and on the generated text, input blocking, and injected faults.
+`EnkryptEmulator` serves `POST /ai-proxy/completions` and
+`POST /ai-proxy/chat/completions` on 127.0.0.1 like the real proxy: `apikey` and
+`X-Enkrypt-Deployment` headers, deterministic text and tool calls (streamed as
+Server-Sent Events or not), guardrail detections computed on the prompt (for chat,
+the last user message) and on the generated text, input blocking, and injected
+faults.
 
 Examples:
     ```python

@@ -1,34 +1,36 @@
-"""The emulated Enkrypt AI proxy: an aiohttp.web application and its lifecycle."""
+"""The emulated Enkrypt AI proxy: an aiohttp.web application and its lifecycle.
+
+Both model endpoints go through one pipeline (`EnkryptEmulator._answer`): faults,
+gateway headers, validation, input guardrails, generation, output guardrails,
+then a JSON answer or an event stream. What differs per endpoint (validation,
+text, answer objects) is an `_Exchange`: `TextExchange` for `/completions`,
+`ChatExchange` for `/chat/completions`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final
+from typing import Final, Protocol
 
 import msgspec
 from aiohttp import web
 
+from ._chat import ChatExchange
 from ._faults import (
+    BROKEN_CHAT_EVENT,
+    BROKEN_CHAT_JSON,
     BROKEN_EVENT,
     BROKEN_JSON,
     Fault,
-    FaultPlan,
     FaultSchedule,
+    send_events,
     status_payload,
-    stream_error_payload,
 )
-from ._generate import (
-    CompletionJob,
-    InvalidRequestError,
-    completion_body,
-    generate_all,
-    parse_request,
-    stream_events,
-)
+from ._generate import InvalidRequestError, TextExchange
 from ._guardrails import DeploymentPolicy, run_guardrails
 
 __all__ = [
@@ -45,7 +47,6 @@ DEFAULT_DEPLOYMENT: Final = "emulator-default"
 _PREFIX: Final = "/ai-proxy"
 _SHUTDOWN_TIMEOUT: Final = 1.0
 _ENCODER: Final = msgspec.json.Encoder()
-_DONE: Final = b"data: [DONE]\n\n"
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,8 @@ class RecordedRequest:
 
     Attributes:
         method: HTTP method.
-        path: URL path, e.g. "/ai-proxy/completions".
+        path: URL path, e.g. "/ai-proxy/completions" or
+            "/ai-proxy/chat/completions".
         headers: Request headers (case-insensitive lookup).
         body: The decoded JSON body, or `{}` when it was not a JSON object.
         raw_body: The body bytes as received.
@@ -73,14 +75,17 @@ class EmulatorStats:
 
     Attributes:
         requests: Requests received, on any path.
-        completions: Completions answered successfully (streamed or not).
-        streams: Of those, the streamed ones.
+        completions: Completions answered successfully (streamed or not), on
+            `/completions` and `/chat/completions` alike.
+        chat_completions: Of those, the ones answered on `/chat/completions`.
+        streams: Of those completions, the streamed ones (either endpoint).
         blocked: Requests blocked by input guardrails.
         faults_injected: Faults that triggered.
     """
 
     requests: int = 0
     completions: int = 0
+    chat_completions: int = 0
     streams: int = 0
     blocked: int = 0
     faults_injected: int = 0
@@ -110,10 +115,6 @@ def _json(
     )
 
 
-def _event(payload: object) -> bytes:
-    return b"data: " + _ENCODER.encode(payload) + b"\n\n"
-
-
 def _error(
     status: int,
     message: str,
@@ -127,21 +128,49 @@ def _error(
     return _Refusal(_json(status, body, request_id))
 
 
-def _fault_response(fault: Fault, rid: str) -> web.Response:
+def _fault_response(fault: Fault, rid: str, broken_json: bytes) -> web.Response:
     """The answer of a `"status"` or non-streamed `"malformed_json"` fault."""
     if fault.kind == "malformed_json":
-        return _json(200, None, rid, body=BROKEN_JSON)
+        return _json(200, None, rid, body=broken_json)
     payload, headers = status_payload(fault)
     return _json(fault.status, payload, rid, headers)
+
+
+class _Exchange(Protocol):
+    """One model request, validated, as an endpoint answers it."""
+
+    def input_text(self) -> str: ...  # what input guardrails check
+    def generate(self) -> str: ...  # generates; returns what output guardrails check
+    def body(self, detections: dict[str, object] | None) -> dict[str, object]: ...
+    def events(
+        self, detections: dict[str, object] | None, chunk_chars: int
+    ) -> list[dict[str, object]]: ...
+
+
+@dataclass(frozen=True)
+class _Route:
+    """What differs between the model endpoints."""
+
+    parse: Callable[[Mapping[str, object], str], _Exchange]  # body, default model
+    broken_json: bytes
+    broken_event: bytes
+    chat: bool
+
+
+_COMPLETIONS: Final = _Route(TextExchange.parse, BROKEN_JSON, BROKEN_EVENT, False)
+_CHAT: Final = _Route(ChatExchange.parse, BROKEN_CHAT_JSON, BROKEN_CHAT_EVENT, True)
 
 
 class EnkryptEmulator:
     """A local, offline emulator of Enkrypt AI's guardrailed proxy.
 
-    It answers `POST {base_url}/completions` like the real proxy: API key and
-    deployment headers, deterministic text, streamed or not, guardrail
-    detections computed on the prompt and on the generated text, blocking, and
-    injected faults. See `DeploymentPolicy` and `Fault`.
+    It answers `POST {base_url}/completions` and `POST
+    {base_url}/chat/completions` (OpenAI's chat wire format, tool calls
+    included) like the real proxy: API key and deployment headers,
+    deterministic text, streamed or not, guardrail detections computed on the
+    prompt (for chat, the last user message) and on the generated text,
+    blocking, and injected faults. Any other path answers 404. See
+    `DeploymentPolicy` and `Fault`.
 
     Examples:
         ```python
@@ -153,6 +182,12 @@ class EnkryptEmulator:
                     json={"prompt": "give me a good family joke", "seed": 1},
                 ) as response:
                     completion = await response.json()
+                async with session.post(
+                    f"{emu.base_url}/chat/completions",
+                    headers=emu.headers,
+                    json={"messages": [{"role": "user", "content": "a joke?"}]},
+                ) as response:
+                    chat_completion = await response.json()
         ```
 
     Args:
@@ -210,11 +245,12 @@ class EnkryptEmulator:
         self.requests: list[RecordedRequest] = []
         self.stats: EmulatorStats = EmulatorStats()
         self._schedule = FaultSchedule(seed, list(faults))
-        self._completion_requests = 0
+        self._model_requests = 0
         self._runner: web.AppRunner | None = None
         self._closed = False
         self.app: web.Application = web.Application()
         self.app.router.add_post(f"{_PREFIX}/completions", self._completions)
+        self.app.router.add_post(f"{_PREFIX}/chat/completions", self._chat_completions)
         self.app.router.add_route("*", "/{tail:.*}", self._unknown)
 
     # --- lifecycle ----------------------------------------------------------------
@@ -299,7 +335,7 @@ class EnkryptEmulator:
         """
         self.requests.clear()
         self.stats = EmulatorStats()
-        self._completion_requests = 0
+        self._model_requests = 0
         self._schedule.reset()
 
     # --- handlers -------------------------------------------------------------------
@@ -327,17 +363,21 @@ class EnkryptEmulator:
     async def _unknown(self, request: web.Request) -> web.Response:
         await self._record(request)
         rid = str(uuid.uuid4())
-        if request.path == f"{_PREFIX}/chat/completions":
-            message = "The emulator does not implement chat completions"
-        else:
-            message = f"No route for {request.method} {request.path}"
+        message = f"No route for {request.method} {request.path}"
         return _error(404, message, rid, type_="not_found_error").response
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._answer(request, _COMPLETIONS)
+
+    async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._answer(request, _CHAT)
+
+    async def _answer(self, request: web.Request, route: _Route) -> web.StreamResponse:
+        """Answer a model request: faults, gateway, validation, guardrails, text."""
         body, problem = await self._record(request)
-        self._completion_requests += 1
+        self._model_requests += 1
         stream = body.get("stream") is True
-        plan = self._schedule.plan(self._completion_requests, stream=stream)
+        plan = self._schedule.plan(self._model_requests, stream=stream)
         self.stats.faults_injected += plan.injected
         rid = str(uuid.uuid4())
         if plan.first_byte_delay:
@@ -348,16 +388,16 @@ class EnkryptEmulator:
                 request.transport.abort()
             return web.Response(status=500)  # never sent: the transport is gone
         if action is not None and (action.kind == "status" or not stream):
-            return _fault_response(action, rid)
+            return _fault_response(action, rid, route.broken_json)
         try:
             policy = self._admit(request, rid)
-            job = self._check_body(body, problem, policy, rid)
+            exchange = self._check_body(body, problem, policy, rid, route)
         except _Refusal as refusal:
             return refusal.response
         detections: dict[str, object] = {}
         if policy.input_detectors:
             found = run_guardrails(
-                "\n".join(job.prompts), policy.input_detectors, policy
+                exchange.input_text(), policy.input_detectors, policy
             )
             detections["input_guardrails"] = found.report
             blocked = [name for name in found.fired if name in policy.block]
@@ -372,17 +412,21 @@ class EnkryptEmulator:
                 }
                 payload = {"error": error, "enkrypt_policy_detections": detections}
                 return _json(policy.block_status, payload, rid)
-        choices = generate_all(job)
+        reply = exchange.generate()
         if policy.output_detectors:
-            text = "\n".join(choice.text for choice in choices)
-            found = run_guardrails(text, policy.output_detectors, policy)
+            found = run_guardrails(reply, policy.output_detectors, policy)
             detections["output_guardrails"] = found.report
         self.stats.completions += 1
+        self.stats.chat_completions += route.chat
         if stream:
             self.stats.streams += 1
-            events = stream_events(job, choices, detections or None, self.chunk_chars)
-            return await self._stream(request, events, plan, rid)
-        return _json(200, completion_body(job, choices, detections or None), rid)
+            events = exchange.events(detections or None, self.chunk_chars)
+            delay = self.chunk_delay + plan.chunk_delay
+            headers = {"x-request-id": rid}
+            return await send_events(
+                request, events, plan, delay, route.broken_event, headers
+            )
+        return _json(200, exchange.body(detections or None), rid)
 
     def _admit(self, request: web.Request, rid: str) -> DeploymentPolicy:
         """Check the gateway headers; return the deployment's policy."""
@@ -412,60 +456,19 @@ class EnkryptEmulator:
 
     @staticmethod
     def _check_body(
-        body: Mapping[str, object], problem: str, policy: DeploymentPolicy, rid: str
-    ) -> CompletionJob:
+        body: Mapping[str, object],
+        problem: str,
+        policy: DeploymentPolicy,
+        rid: str,
+        route: _Route,
+    ) -> _Exchange:
         if problem:
             raise _error(400, problem, rid, code="invalid_json")
         try:
-            return parse_request(body, default_model=policy.model)
+            return route.parse(body, policy.model)
         except InvalidRequestError as exc:
             if exc.detail:
                 raise _Refusal(_json(422, {"detail": exc.detail}, rid)) from None
             raise _error(
                 400, exc.message, rid, param=exc.param, code=exc.code
             ) from None
-
-    async def _stream(
-        self,
-        request: web.Request,
-        events: list[dict[str, object]],
-        plan: FaultPlan,
-        rid: str,
-    ) -> web.StreamResponse:
-        """Send `events` as data-only Server-Sent Events, applying stream faults."""
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
-                "x-request-id": rid,
-            }
-        )
-        action = plan.action
-        breaks_at = -1 if action is None else min(action.after_events, len(events))
-        delay = self.chunk_delay + plan.chunk_delay
-        try:
-            await response.prepare(request)
-            for number in range(len(events) + 1):
-                if number == breaks_at and action is not None:
-                    if action.kind == "reset_mid_stream":
-                        if request.transport is not None:
-                            request.transport.abort()
-                        return response
-                    if action.kind == "truncate_stream":
-                        await response.write_eof()
-                        return response
-                    if action.kind == "stream_error_event":
-                        await response.write(_event(stream_error_payload(action)))
-                        await response.write_eof()
-                        return response
-                    await response.write(BROKEN_EVENT)  # malformed_json
-                if number == len(events):
-                    break
-                if delay and number:
-                    await asyncio.sleep(delay)
-                await response.write(_event(events[number]))
-            await response.write(_DONE)
-            await response.write_eof()
-        except ConnectionError:
-            pass  # the client went away; aiohttp ends the exchange
-        return response

@@ -1,18 +1,26 @@
 """Fault injection: which request misbehaves, and how.
 
 A `Fault` names one kind of misbehaviour and when it triggers. The emulator
-asks a `FaultSchedule` for a `FaultPlan` once per request to `/completions`.
+asks a `FaultSchedule` for a `FaultPlan` once per request to `/completions` or
+`/chat/completions` (numbered together), and `send_events` writes an event
+stream broken as planned.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Final, Literal, get_args
 
+import msgspec
+from aiohttp import web
+
 __all__ = [
+    "BROKEN_CHAT_EVENT",
+    "BROKEN_CHAT_JSON",
     "BROKEN_EVENT",
     "BROKEN_JSON",
     "STREAM_ONLY",
@@ -20,6 +28,7 @@ __all__ = [
     "FaultKind",
     "FaultPlan",
     "FaultSchedule",
+    "send_events",
     "status_payload",
     "stream_error_payload",
 ]
@@ -46,6 +55,15 @@ BROKEN_JSON: Final = (
 )
 #: The event of a streamed `"malformed_json"` fault.
 BROKEN_EVENT: Final = b'data: {"id": "cmpl-broken", "choices": [{"text": "\n\n'
+#: `BROKEN_JSON` and `BROKEN_EVENT` on `/chat/completions`.
+BROKEN_CHAT_JSON: Final = (
+    b'{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [{"me'
+)
+BROKEN_CHAT_EVENT: Final = (
+    b'data: {"id": "chatcmpl-broken", "choices": [{"delta": {"content": "\n\n'
+)
+_DONE: Final = b"data: [DONE]\n\n"
+_ENCODER: Final = msgspec.json.Encoder()
 
 
 @dataclass(frozen=True)
@@ -67,8 +85,13 @@ class Fault:
         - `"stream_error_event"`: after `after_events` events send
           `data: {"error": {...}}` and end the stream (no `[DONE]`).
 
+    Faults apply alike to `/completions` and `/chat/completions` (a broken body
+    or event is shaped like the endpoint's own).
+
     When it triggers: on the 1-based request numbers in `on_requests` (counted
-    over every request to `/completions`), else on every request; with
+    over every request to `/completions` and `/chat/completions` together, in
+    arrival order: with `on_requests={2}`, a chat request after a completions
+    request is number 2), else on every request; with
     `probability`, only when the emulator's seeded RNG says so (reproducible
     for a given `EnkryptEmulator(seed=...)`); at most `times` times in all.
     The stream-only kinds (`reset_mid_stream`, `slow_chunks`, `truncate_stream`,
@@ -241,3 +264,68 @@ def stream_error_payload(fault: Fault) -> dict[str, object]:
     return {
         "error": {"message": message, "type": "server_error", "code": "stream_error"}
     }
+
+
+# --- sending a stream ------------------------------------------------------------
+
+
+def _event(payload: object) -> bytes:
+    return b"data: " + _ENCODER.encode(payload) + b"\n\n"
+
+
+async def send_events(
+    request: web.Request,
+    events: Sequence[object],
+    plan: FaultPlan,
+    delay: float,
+    broken_event: bytes,
+    headers: Mapping[str, str],
+) -> web.StreamResponse:
+    """Send `events` as data-only Server-Sent Events, applying `plan`'s fault.
+
+    Args:
+        request: The request answered.
+        events: The JSON objects to send, `data: [DONE]` not included.
+        plan: The request's faults (`action` breaks the stream, if it may).
+        delay: Seconds to wait between events.
+        broken_event: What a `"malformed_json"` fault sends.
+        headers: More response headers.
+
+    Returns:
+        The (already sent) response.
+    """
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            **headers,
+        }
+    )
+    action = plan.action
+    breaks_at = -1 if action is None else min(action.after_events, len(events))
+    try:
+        await response.prepare(request)
+        for number in range(len(events) + 1):
+            if number == breaks_at and action is not None:
+                if action.kind == "reset_mid_stream":
+                    if request.transport is not None:
+                        request.transport.abort()
+                    return response
+                if action.kind == "truncate_stream":
+                    await response.write_eof()
+                    return response
+                if action.kind == "stream_error_event":
+                    await response.write(_event(stream_error_payload(action)))
+                    await response.write_eof()
+                    return response
+                await response.write(broken_event)  # malformed_json
+            if number == len(events):
+                break
+            if delay and number:
+                await asyncio.sleep(delay)
+            await response.write(_event(events[number]))
+        await response.write(_DONE)
+        await response.write_eof()
+    except ConnectionError:
+        pass  # the client went away; aiohttp ends the exchange
+    return response

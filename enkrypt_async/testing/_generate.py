@@ -15,7 +15,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, TypeVar
 
 __all__ = [
     "CORPUS",
@@ -23,17 +23,21 @@ __all__ = [
     "CompletionJob",
     "GeneratedText",
     "InvalidRequestError",
+    "TextExchange",
     "choice_seed",
     "completion_body",
     "count_tokens",
+    "end_stream",
     "generate",
     "generate_all",
+    "interleave",
     "parse_request",
     "split_pieces",
     "stream_events",
 ]
 
 DEFAULT_MAX_TOKENS: Final = 64
+_T = TypeVar("_T")
 
 CORPUS: Final[tuple[str, ...]] = (
     "Why don't scientists trust atoms? Because they make up everything!",
@@ -168,6 +172,27 @@ def split_pieces(text: str, size: int) -> Iterator[str]:
         yield text[start : start + size]
 
 
+def interleave(per_choice: Sequence[Sequence[_T]]) -> Iterator[tuple[int, _T, bool]]:
+    """Yield `(choice index, item, last of its choice)`, choices round-robin."""
+    for step in range(max(map(len, per_choice), default=0)):
+        for index, items in enumerate(per_choice):
+            if step < len(items):
+                yield index, items[step], step == len(items) - 1
+
+
+def end_stream(
+    events: list[dict[str, object]],
+    detections: dict[str, object] | None,
+    usage_event: dict[str, object] | None,
+) -> list[dict[str, object]]:
+    """Put `detections` on the last event, append `usage_event`; return `events`."""
+    if detections is not None and events:
+        events[-1]["enkrypt_policy_detections"] = detections
+    if usage_event is not None:
+        events.append(usage_event)
+    return events
+
+
 # --- completion objects (Together's dialect, as in the reference example) ---------
 
 
@@ -270,23 +295,48 @@ def stream_events(
     """
     pieces = [list(split_pieces(c.text, chunk_chars)) for c in choices]
     events: list[dict[str, object]] = []
-    for step in range(max(map(len, pieces), default=0)):
-        for index, (choice, parts) in enumerate(zip(choices, pieces, strict=True)):
-            if step >= len(parts):
-                continue
-            last = step == len(parts) - 1
-            reason = choice.finish_reason if last else None
-            event = _head(job)
-            event["choices"] = [_choice(index, parts[step], reason, choice.seed)]
-            events.append(event)
-    if detections is not None and events:
-        events[-1]["enkrypt_policy_detections"] = detections
-    if job.include_usage:
+    for index, piece, last in interleave(pieces):
+        choice = choices[index]
+        reason = choice.finish_reason if last else None
         event = _head(job)
-        event["choices"] = []
-        event["usage"] = _usage(job, choices)
+        event["choices"] = [_choice(index, piece, reason, choice.seed)]
         events.append(event)
-    return events
+    usage: dict[str, object] | None = None
+    if job.include_usage:
+        usage = {**_head(job), "choices": [], "usage": _usage(job, choices)}
+    return end_stream(events, detections, usage)
+
+
+@dataclass
+class TextExchange:
+    """One completions request as the emulator answers it (see `ChatExchange`)."""
+
+    job: CompletionJob
+    choices: list[GeneratedText] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, body: Mapping[str, object], default_model: str) -> TextExchange:
+        """Validate `body` (see `parse_request`)."""
+        return cls(parse_request(body, default_model=default_model))
+
+    def input_text(self) -> str:
+        """Return the text input guardrails check: the prompts."""
+        return "\n".join(self.job.prompts)
+
+    def generate(self) -> str:
+        """Generate the choices; return the text output guardrails check."""
+        self.choices = generate_all(self.job)
+        return "\n".join(choice.text for choice in self.choices)
+
+    def body(self, detections: dict[str, object] | None) -> dict[str, object]:
+        """Return the non-streamed answer."""
+        return completion_body(self.job, self.choices, detections)
+
+    def events(
+        self, detections: dict[str, object] | None, chunk_chars: int
+    ) -> list[dict[str, object]]:
+        """Return the streamed answer's chunks."""
+        return stream_events(self.job, self.choices, detections, chunk_chars)
 
 
 # --- request validation -----------------------------------------------------------
