@@ -361,15 +361,28 @@ class BaseClient:
         self, options: RequestOptions, *, stream: bool
     ) -> tuple[dict[str, str], aiohttp.ClientTimeout, int]:
         """The headers, the aiohttp timeouts and the retries of one request."""
+        headers = dict(self._headers)
+        if stream:
+            headers["Accept"] = "text/event-stream"
+        limits, retries = self._aiohttp_timeout, self._max_retries
+        if options:
+            limits, retries = self._apply(options, headers)
+        if "X-Enkrypt-Deployment" not in headers:
+            raise ConfigurationError(
+                "No deployment: pass deployment=... or set $ENKRYPT_DEPLOYMENT"
+            )
+        return headers, limits, retries
+
+    def _apply(
+        self, options: RequestOptions, headers: dict[str, str]
+    ) -> tuple[aiohttp.ClientTimeout, int]:
+        """Apply a call's options to its ``headers``; its timeouts and retries."""
         unknown = options.keys() - _OPTION_NAMES
         if unknown:
             raise ConfigurationError(
                 f"Unknown request option {', '.join(map(repr, sorted(unknown)))}; "
                 f"the options are {', '.join(sorted(_OPTION_NAMES))}"
             )
-        headers = dict(self._headers)
-        if stream:
-            headers["Accept"] = "text/event-stream"
         deployment = options.get("deployment", USE_CLIENT_DEFAULT)
         if not isinstance(deployment, UseClientDefault):
             headers.update(
@@ -388,10 +401,6 @@ class BaseClient:
             if refresh is not None:
                 headers["X-Enkrypt-Refresh-Cache"] = refresh
         headers.update(check_headers(options.get("extra_headers"), "extra_headers"))
-        if "X-Enkrypt-Deployment" not in headers:
-            raise ConfigurationError(
-                "No deployment: pass deployment=... or set $ENKRYPT_DEPLOYMENT"
-            )
         timeout = options.get("timeout", USE_CLIENT_DEFAULT)
         limits = (
             self._aiohttp_timeout
@@ -400,8 +409,8 @@ class BaseClient:
         )
         retries = options.get("max_retries", USE_CLIENT_DEFAULT)
         if isinstance(retries, UseClientDefault):
-            return headers, limits, self._max_retries
-        return headers, limits, _check_retries(retries)
+            return limits, self._max_retries
+        return limits, _check_retries(retries)
 
     async def _request(
         self,
