@@ -29,6 +29,7 @@ LOADS = (
     ("stream", 1),
     ("stream", 32),
     ("paced", 1),
+    ("chat", 1),
     ("idle", 0),
 )
 
@@ -77,7 +78,7 @@ def _python(module: str, *args: str, timeout: float = 600) -> dict[str, Any]:
 def _describe(run: dict[str, Any]) -> str:
     if run["scenario"] == "request":
         return f"{run['rps']:8,.0f} req/s {run['cpu_per_request_us']:8.0f} us CPU/req"
-    if run["scenario"] in ("stream", "paced"):
+    if run["scenario"] in ("stream", "paced", "chat"):
         return (
             f"{run['chunks_per_s']:8,.0f} chunks/s "
             f"{run['cpu_per_chunk_us']:7.2f} us CPU/chunk "
@@ -181,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     print("decoding...", file=sys.stderr, flush=True)
     decode = _python("benchmarks._decode", f"--repeats={3 if args.quick else 7}")
+    print("collecting a tool-call stream...", file=sys.stderr, flush=True)
+    collect = _python("benchmarks._collect", f"--repeats={3 if args.quick else 7}")
     print("import time...", file=sys.stderr, flush=True)
     imports = _imports.measure(args.import_repeats)
     command = "python -m benchmarks " + " ".join(
@@ -198,6 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "summary": _report.summarise(runs),
         "decode": decode,
+        "collect": collect,
         "imports": imports,
         "runs": runs,
         "instructions": instructions,

@@ -6,6 +6,7 @@
   ``--duration`` seconds (after a warm-up): count, wall and process CPU time;
 - ``stream``: the same with 2,048-chunk streams: chunks, CPU, time to first chunk;
 - ``paced``: the same with 256-chunk streams sent one event at a time, 0.5 ms apart;
+- ``chat``: the same with 2,048-chunk chat completion streams;
 - ``idle``: ``--count`` streams held open after their first chunk: RSS growth;
 - ``phases``: fixed loads for ``_instructions``, each ended by ``os.sched_yield()``
   (where callgrind dumps the instructions counted so far); ``--phase-scale``
@@ -45,6 +46,7 @@ Closer = Callable[[], Awaitable[None]]
 class Client(Protocol):
     async def request(self) -> object: ...
     async def stream(self, prompt: str = PROMPT) -> tuple[int, float, object]: ...
+    async def chat_stream(self) -> tuple[int, float, object]: ...
     async def open_idle(self) -> Closer: ...
     async def aclose(self) -> None: ...
 
@@ -56,12 +58,13 @@ class BareClient:
         import aiohttp
         import msgspec
 
-        from ._floor import decoder
+        from ._floor import chat_chunk_decoder, decoder
 
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=POOL_LIMIT)
         )
         self._url = base_url + "/completions"
+        self._chat_url = base_url + "/chat/completions"
         self._headers = {
             "apikey": API_KEY,
             "X-Enkrypt-Deployment": DEPLOYMENT,
@@ -69,6 +72,7 @@ class BareClient:
         }
         self._encode = msgspec.json.encode
         self._decode = decoder.decode
+        self._decode_chat = chat_chunk_decoder.decode
 
     async def request(self) -> object:
         data = self._encode({"prompt": PROMPT})
@@ -80,14 +84,25 @@ class BareClient:
 
     async def stream(self, prompt: str = PROMPT) -> tuple[int, float, object]:
         started = time.perf_counter()
+        data = self._encode({"prompt": prompt, "stream": True})
+        return await self._events(started, self._url, data, self._decode)
+
+    async def chat_stream(self) -> tuple[int, float, object]:
+        started = time.perf_counter()
+        messages = [{"role": "user", "content": PROMPT}]
+        data = self._encode({"messages": messages, "stream": True})
+        return await self._events(started, self._chat_url, data, self._decode_chat)
+
+    async def _events(
+        self, started: float, url: str, data: bytes, decode: Callable[[bytes], object]
+    ) -> tuple[int, float, object]:
+        """Post, split the body on blank lines, decode each ``data:`` payload."""
         first = 0.0
         count = 0
         last: object = None
         rest = b""
-        decode = self._decode
-        data = self._encode({"prompt": prompt, "stream": True})
         async with self._session.post(
-            self._url, data=data, headers=self._headers
+            url, data=data, headers=self._headers
         ) as response:
             async for piece in response.content.iter_any():
                 blocks = (rest + piece).split(b"\n\n")
@@ -150,6 +165,13 @@ class EnkryptAsyncClient:
         stream = await self._client.completions.create(prompt=prompt, stream=True)
         return await _count_chunks(started, stream)
 
+    async def chat_stream(self) -> tuple[int, float, object]:
+        started = time.perf_counter()
+        stream = await self._client.chat.completions.create(
+            messages=[{"role": "user", "content": PROMPT}], stream=True
+        )
+        return await _count_chunks(started, stream)
+
     async def open_idle(self) -> Closer:
         stream = await self._client.completions.create(prompt=IDLE_MARKER, stream=True)
         await stream.__anext__()
@@ -179,6 +201,13 @@ class OpenAIClient:
         started = time.perf_counter()
         stream = await self._client.completions.create(
             model="m", prompt=prompt, stream=True
+        )
+        return await _count_chunks(started, stream)
+
+    async def chat_stream(self) -> tuple[int, float, object]:
+        started = time.perf_counter()
+        stream = await self._client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": PROMPT}], stream=True
         )
         return await _count_chunks(started, stream)
 
@@ -214,10 +243,14 @@ def aiohttp_backend_available() -> bool:
 
 
 def _check(result: object) -> None:
-    # Every client must really have decoded the detections, or it did less work.
+    # Every client must really have decoded the detections, or it did less work;
+    # and the choice, or a stream's last chunk was taken for another kind.
     detections = getattr(result, "enkrypt_policy_detections", None)
     if detections is None:
         raise AssertionError(f"no detections decoded in {type(result)!r}")
+    choices = getattr(result, "choices", None)
+    if not choices or choices[0].finish_reason is None:
+        raise AssertionError(f"no finish reason decoded in {type(result)!r}")
 
 
 async def _load(
@@ -260,20 +293,30 @@ async def run_requests(
     }
 
 
+def _opener(
+    client: Client, scenario: str
+) -> tuple[Callable[[], Awaitable[tuple[int, float, object]]], int]:
+    """How a stream load opens and reads one stream, and the chunks it must give."""
+    if scenario == "chat":
+        return client.chat_stream, STREAM_CHUNKS
+    if scenario == "paced":
+        return lambda: client.stream(PACED_MARKER), PACED_CHUNKS
+    return client.stream, STREAM_CHUNKS
+
+
 async def run_streams(
-    client: Client, concurrency: int, duration: float, *, paced: bool = False
+    client: Client, concurrency: int, duration: float, scenario: str = "stream"
 ) -> dict[str, Any]:
-    prompt, expected = (
-        (PACED_MARKER, PACED_CHUNKS) if paced else (PROMPT, STREAM_CHUNKS)
-    )
-    count, _, last = await client.stream(prompt)
+    """A stream load: ``stream`` (completions), ``paced`` or ``chat``."""
+    read, expected = _opener(client, scenario)
+    count, _, last = await read()
     if count != expected:
         raise AssertionError(f"{count} chunks, expected {expected}")
     _check(last)
     firsts: list[float] = []
 
     async def call() -> int:
-        chunks, first, _ = await client.stream(prompt)
+        chunks, first, _ = await read()
         firsts.append(first)
         return chunks
 
@@ -328,12 +371,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         if args.scenario == "request":
             result = await run_requests(client, args.concurrency, args.duration)
-        elif args.scenario in ("stream", "paced"):
+        elif args.scenario in ("stream", "paced", "chat"):
             result = await run_streams(
-                client,
-                args.concurrency,
-                args.duration,
-                paced=args.scenario == "paced",
+                client, args.concurrency, args.duration, args.scenario
             )
         elif args.scenario == "phases":
             result = await run_phases(client, args.phase_scale)
@@ -350,6 +390,7 @@ PHASES: tuple[tuple[str, str, int], ...] = (
     ("request_c64", "request", 1280),
     ("stream_1", "chunk", 3),
     ("stream_32", "chunk", 32),
+    ("chat_1", "chunk", 3),
 )
 
 
@@ -367,8 +408,9 @@ async def run_phases(client: Client, scale: float) -> dict[str, Any]:
         del units["stream_32"]  # 65,536 chunks: minutes for a slow client
     concurrent = units.get("stream_32", 1)
 
-    async def streams(count: int) -> int:
-        results = await asyncio.gather(*(client.stream() for _ in range(count)))
+    async def streams(count: int, chat: bool = False) -> int:
+        read = client.chat_stream if chat else client.stream
+        results = await asyncio.gather(*(read() for _ in range(count)))
         if any(chunks != STREAM_CHUNKS for chunks, _, _ in results):
             raise AssertionError(f"a stream did not yield {STREAM_CHUNKS} chunks")
         _check(results[-1][2])
@@ -389,9 +431,11 @@ async def run_phases(client: Client, scale: float) -> dict[str, Any]:
         ),
         "stream_1": lambda: repeat(lambda: streams(1), units["stream_1"]),
         "stream_32": lambda: streams(concurrent),
+        "chat_1": lambda: repeat(lambda: streams(1, chat=True), units["chat_1"]),
     }
     await requests(64)
     await streams(concurrent)
+    await streams(1, chat=True)
     # A full collection costs in proportion to the whole heap, an accident of this
     # process; frozen, it cannot land on whichever phase happens to trigger it.
     # Collections of the objects each load allocates still count.
@@ -410,7 +454,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks._clients")
     parser.add_argument("kind", choices=KINDS)
     parser.add_argument(
-        "scenario", choices=("request", "stream", "paced", "idle", "phases")
+        "scenario", choices=("request", "stream", "paced", "chat", "idle", "phases")
     )
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--concurrency", type=int, default=1)

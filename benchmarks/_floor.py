@@ -122,10 +122,24 @@ class PolicyDetections(msgspec.Struct):
     output_guardrails: GuardrailsReport | None = None
 
 
+class PromptTokensDetails(msgspec.Struct):
+    cached_tokens: int | None = None
+    audio_tokens: int | None = None
+
+
+class CompletionTokensDetails(msgspec.Struct):
+    reasoning_tokens: int | None = None
+    audio_tokens: int | None = None
+    accepted_prediction_tokens: int | None = None
+    rejected_prediction_tokens: int | None = None
+
+
 class Usage(msgspec.Struct):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     total_tokens: int | None = None
+    prompt_tokens_details: PromptTokensDetails | None = None
+    completion_tokens_details: CompletionTokensDetails | None = None
 
 
 class Logprobs(msgspec.Struct):
@@ -158,4 +172,68 @@ class Completion(msgspec.Struct):
 
 decoder: msgspec.json.Decoder[Completion] = msgspec.json.Decoder(
     Completion, strict=False
+)
+
+
+# Chat: `enkrypt_async.ChatCompletionChunk` and the Structs it holds.
+
+
+class TopLogprob(msgspec.Struct):
+    token: str = ""
+    logprob: float | None = None
+    bytes: list[int] | None = None
+
+
+class TokenLogprob(msgspec.Struct):
+    token: str = ""
+    logprob: float | None = None
+    bytes: list[int] | None = None
+    top_logprobs: list[TopLogprob] = []
+
+
+class ChatLogprobs(msgspec.Struct):
+    content: list[TokenLogprob] | None = None
+    refusal: list[TokenLogprob] | None = None
+
+
+class ChoiceDeltaToolCallFunction(msgspec.Struct):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ChoiceDeltaToolCall(msgspec.Struct):
+    index: int = 0
+    id: str | None = None
+    type: str | None = None
+    function: ChoiceDeltaToolCallFunction | None = None
+
+
+class ChoiceDelta(msgspec.Struct):
+    role: str | None = None
+    content: str | None = None
+    refusal: str | None = None
+    tool_calls: list[ChoiceDeltaToolCall] | None = None
+
+
+class ChatCompletionChunkChoice(msgspec.Struct):
+    index: int = 0
+    delta: ChoiceDelta = msgspec.field(default_factory=ChoiceDelta)
+    finish_reason: str | None = None
+    logprobs: ChatLogprobs | None = None
+
+
+class ChatCompletionChunk(msgspec.Struct):
+    id: str | None = None
+    object: str | None = None
+    created: int | None = None
+    model: str | None = None
+    choices: list[ChatCompletionChunkChoice] = []
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+    service_tier: str | None = None
+    enkrypt_policy_detections: PolicyDetections | None = None
+
+
+chat_chunk_decoder: msgspec.json.Decoder[ChatCompletionChunk] = msgspec.json.Decoder(
+    ChatCompletionChunk, strict=False
 )

@@ -74,18 +74,76 @@ def _chunk(index: int, text: str, last: bool) -> dict[str, Any]:
 
 
 @cache
+def _pieces() -> list[str]:
+    """The reference text cut into 4-character pieces, one per streamed chunk."""
+    text: str = reference()["choices"][0]["text"]
+    return [text[i : i + 4] for i in range(0, len(text), 4)]
+
+
+def _events(chunks: list[dict[str, Any]]) -> list[bytes]:
+    return [b"data: " + _compact(chunk) + b"\n\n" for chunk in chunks] + [
+        b"data: [DONE]\n\n"
+    ]
+
+
+@cache
 def stream_events() -> list[bytes]:
     """``data: {...}\\n\\n`` blocks: 2,048 chunks (the last with detections), DONE."""
-    text = reference()["choices"][0]["text"]
-    pieces = [text[i : i + 4] for i in range(0, len(text), 4)]
-    events = [
-        b"data: "
-        + _compact(_chunk(0, pieces[n % len(pieces)], n == STREAM_CHUNKS - 1))
-        + b"\n\n"
-        for n in range(STREAM_CHUNKS)
-    ]
-    events.append(b"data: [DONE]\n\n")
-    return events
+    pieces = _pieces()
+    return _events(
+        [
+            _chunk(0, pieces[n % len(pieces)], n == STREAM_CHUNKS - 1)
+            for n in range(STREAM_CHUNKS)
+        ]
+    )
+
+
+def _chat_chunk(
+    delta: dict[str, str], finish_reason: str | None = None
+) -> dict[str, Any]:
+    """A ``chat.completion.chunk`` as OpenAI writes it, one choice."""
+    ref = reference()
+    chunk: dict[str, Any] = {
+        "id": "chatcmpl-" + ref["id"],
+        "object": "chat.completion.chunk",
+        "created": ref["created"],
+        "model": ref["model"],
+        "system_fingerprint": None,
+        "choices": [
+            {
+                "index": 0,
+                "delta": delta,
+                "logprobs": None,
+                "finish_reason": finish_reason,
+            }
+        ],
+    }
+    if finish_reason is not None:
+        chunk["usage"] = ref["usage"]
+        chunk["enkrypt_policy_detections"] = ref["enkrypt_policy_detections"]
+    return chunk
+
+
+@cache
+def chat_stream_events() -> list[bytes]:
+    """The chat stream: 2,048 ``chat.completion.chunk`` events, then DONE.
+
+    As OpenAI sends them: the first announces the role with empty content, the
+    next 2,046 carry the pieces of `stream_events` as content deltas, and the last
+    has an empty delta, the finish reason, the usage and the detections.
+    """
+    pieces = _pieces()
+    ref = reference()
+    return _events(
+        [
+            _chat_chunk({"role": "assistant", "content": ""}),
+            *(
+                _chat_chunk({"content": pieces[n % len(pieces)]})
+                for n in range(STREAM_CHUNKS - 2)
+            ),
+            _chat_chunk({}, ref["choices"][0]["finish_reason"]),
+        ]
+    )
 
 
 @cache

@@ -39,6 +39,15 @@ METRICS: tuple[tuple[str, str, int, str, str, str], ...] = (
         "CPU ms/1k chunks, 32",
         "{:.2f}",
     ),
+    ("cps_chat", "chat", 1, "chunks_per_s", "chunks/s, chat stream", "{:,.0f}"),
+    (
+        "cpu_1k_chat",
+        "chat",
+        1,
+        "cpu_per_1000_chunks_ms",
+        "CPU ms/1k chunks, chat",
+        "{:.2f}",
+    ),
     (
         "cpu_1k_paced",
         "paced",
@@ -73,6 +82,7 @@ INSTRUCTION_LOADS = {
     "cpu_req_c64": "request_c64",
     "cpu_1k_1": "stream_1",
     "cpu_1k_32": "stream_32",
+    "cpu_1k_chat": "chat_1",
 }
 
 
@@ -125,6 +135,7 @@ RATIO_TARGETS: tuple[tuple[str, str, str, str, float, bool], ...] = (
     ("cpu_req_c64", "CPU/request vs floor, c=64", "enkrypt", "bare", 1.15, True),
     ("cpu_1k_1", "CPU/chunk vs floor, 1 stream", "enkrypt", "bare", 1.15, True),
     ("cpu_1k_32", "CPU/chunk vs floor, 32 streams", "enkrypt", "bare", 1.15, True),
+    ("cpu_1k_chat", "CPU/chunk vs floor, chat stream", "enkrypt", "bare", 1.15, True),
     *(
         (
             metric,
@@ -139,6 +150,7 @@ RATIO_TARGETS: tuple[tuple[str, str, str, str, float, bool], ...] = (
             ("cpu_req_c64", "request", "c=64", 5.0),
             ("cpu_1k_1", "chunk", "1 stream", 15.0),
             ("cpu_1k_32", "chunk", "32 streams", 15.0),
+            ("cpu_1k_chat", "chunk", "chat stream", 15.0),
         )
     ),
 )
@@ -229,9 +241,9 @@ def _instruction_table(counts: dict[str, dict[str, float]]) -> list[str]:
         "",
         "Each client once more, in a fresh process under `valgrind --tool=callgrind`: "
         "300 requests one at a time, 20 rounds of 64 at once, 3 streams one at a time "
-        "and 32 at once (openai: 60 requests, 4 rounds of 64 and one stream; "
-        "its 32 streams would take an hour), each after a warm-up that opens its "
-        "connections. "
+        "and 32 at once, 3 chat streams one at a time (openai: 60 requests, 4 "
+        "rounds of 64, one stream and one chat stream; its 32 streams would take "
+        "an hour), each after a warm-up that opens its connections. "
         "User-space instructions only (the kernel's side of the socket calls is "
         "the same for every client), so they show the libraries' own work. A "
         "client runs ~50x slower under valgrind, so its reads find more bytes "
@@ -250,6 +262,25 @@ def _instruction_table(counts: dict[str, dict[str, float]]) -> list[str]:
         ]
         lines.append(f"| {heading} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _collect_note(collect: dict[str, Any] | None) -> list[str]:
+    if not collect:
+        return []
+    sizes = ", ".join(
+        f"{int(size):,} chunks {us / 1000:.2f} ms ({collect['per_chunk_us'][size]:.2f} "
+        "us per chunk)"
+        for size, us in collect["collect_us"].items()
+    )
+    return [
+        "",
+        "## Collecting a tool-call stream (median, in one process)",
+        "",
+        "`ChatCompletionAccumulator` (what `ChatCompletionStream.collect` uses), "
+        "`add` of every chunk then `result()`, over one tool call whose arguments "
+        f"come in 4-5 character fragments: {sizes}. Twice the chunks, "
+        f"{collect['ratio']:.2f}x the time (linear: 2x; no target).",
+    ]
 
 
 def markdown(data: dict[str, Any]) -> str:
@@ -271,6 +302,12 @@ def markdown(data: dict[str, Any]) -> str:
         "- The server is a separate process on 127.0.0.1 answering with pre-built "
         "bytes: the 9 KB reference completion, or 2,048 SSE chunks (one HTTP chunk "
         "each, the last carrying the detections).",
+        "- Chat: `POST /chat/completions` streamed, 2,048 `chat.completion.chunk` "
+        "events in OpenAI's format (a role delta, 2,046 content deltas of 4 "
+        "characters, a last one with the finish reason, usage and detections), one "
+        "stream at a time; `chat.completions.create(..., stream=True)` in the "
+        "libraries, the same loop as the completions stream with Structs mirroring "
+        "`ChatCompletionChunk` in the floor.",
         "- Each client and load runs in a fresh process, clients alternating. CPU is "
         "the client process's own (`time.process_time`), us = microseconds; "
         "c = concurrent requests.",
@@ -321,6 +358,7 @@ def markdown(data: dict[str, Any]) -> str:
         "SSE framing alone, per event (2,049 events fed in 64 KB pieces): "
         + ", ".join(f"{n} {v:.2f} us" for n, v in decode["sse_event"].items())
         + ".",
+        *_collect_note(data.get("collect")),
         "",
         "## Import time (fresh interpreters, median)",
         "",
@@ -396,13 +434,18 @@ def chart(data: dict[str, Any], path: Path) -> None:
             True,
         ),
         (
-            ["1 stream", "32 streams", "paced (1 event per read)"],
-            clients("cpu_1k_1", "cpu_1k_32", "cpu_1k_paced"),
+            ["1 stream", "32 streams", "chat, 1 stream", "paced (1 per read)"],
+            clients("cpu_1k_1", "cpu_1k_32", "cpu_1k_chat", "cpu_1k_paced"),
             "CPU ms per 1,000 chunks (log)",
             True,
         ),
         (["c=1", "c=64"], clients("rps_c1", "rps_c64"), "requests/s", False),
-        (["1 stream", "32 streams"], clients("cps_1", "cps_32"), "chunks/s", False),
+        (
+            ["1 stream", "32 streams", "chat, 1 stream"],
+            clients("cps_1", "cps_32", "cps_chat"),
+            "chunks/s",
+            False,
+        ),
         (["one stream at a time"], clients("ttfc_ms"), "ms to first chunk", False),
         (
             ["500 idle streams"],

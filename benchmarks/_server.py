@@ -12,7 +12,11 @@ once at start-up, so the client is what the benchmark measures:
 - with the idle marker in the prompt: the stream's headers and first chunk, then
   nothing until the client hangs up (for the open-streams memory figure);
 - with the paced marker: 256 chunks written one at a time, 0.5 ms apart, so a
-  client reads them one by one as it would an LLM's tokens.
+  client reads them one by one as it would an LLM's tokens;
+- ``POST .../chat/completions`` with ``"stream": true``: 2,048
+  ``chat.completion.chunk`` events in OpenAI's format, one HTTP chunk each, the
+  last carrying the finish reason and the detections, then ``data: [DONE]``; all
+  written at once (a chat request without ``stream`` gets a 404).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from ._payloads import (
     IDLE_MARKER,
     PACED_GAP_S,
     PACED_MARKER,
+    chat_stream_events,
     completion_body,
     paced_events,
     stream_events,
@@ -65,6 +70,9 @@ class Answers:
         )
         events = stream_events()
         self.stream = head + b"".join(map(_http_chunk, events)) + b"0\r\n\r\n"
+        self.chat_stream = (
+            head + b"".join(map(_http_chunk, chat_stream_events())) + b"0\r\n\r\n"
+        )
         self.idle = head + _http_chunk(events[0])
         self.stream_head = head
         self.paced = [_http_chunk(event) for event in paced_events()]
@@ -122,6 +130,10 @@ class HTTPProtocol(asyncio.Protocol):
         line = head[: head.find(b"\r\n")]
         if not (line.startswith(b"POST ") and b"/completions " in line):
             transport.write(self._answers.not_found)
+        elif b"/chat/completions " in line:
+            stream = _STREAM.search(body) is not None
+            answers = self._answers
+            transport.write(answers.chat_stream if stream else answers.not_found)
         elif _IDLE in body:
             self._idle = True  # the client hangs up; nothing more is read
             transport.write(self._answers.idle)
