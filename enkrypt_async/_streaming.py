@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Final, Generic, TypeVar
 
@@ -99,8 +99,19 @@ class Stream(Generic[ChunkT]):
             self._status,
             self.request_id,
             max_response_size,
+            self._answer_as_chunk(),
         )
         self._busy = False
+
+    def _answer_as_chunk(self) -> Callable[[bytes, str | None], ChunkT] | None:
+        """How a whole JSON answer to the stream request becomes its one chunk.
+
+        None when the answer decodes as a chunk (their shapes are the same); a
+        subclass whose chunks differ from its answers (chat: ``delta`` and
+        ``message``) returns a function of the body and the request id. It must
+        not hold the stream.
+        """
+        return None
 
     def __repr__(self) -> str:
         state = "closed" if self._status.closed else "open"
@@ -172,6 +183,7 @@ async def _read_chunks(
     status: _Status,
     request_id: str | None,
     max_response_size: int,
+    answer_as_chunk: Callable[[bytes, str | None], ChunkT] | None,
 ) -> AsyncGenerator[ChunkT, None]:
     """Read, frame, stop at ``[DONE]`` or an error, decode and yield each chunk.
 
@@ -184,7 +196,10 @@ async def _read_chunks(
             status.reading = True
             data = await read_body(response, max_response_size)
             status.reading = False
-            yield decode_answer(decoder, data, request_id, stream=True)
+            if answer_as_chunk is not None:
+                yield answer_as_chunk(data, request_id)
+            else:
+                yield decode_answer(decoder, data, request_id, stream=True)
             return
         reader = response.content
         while True:

@@ -7,7 +7,7 @@ assembled from their fragments.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal, overload
 
 from .._base_client import BaseClient, RequestOptions, build_body
@@ -17,9 +17,13 @@ from .._models.chat import (
     ChatCompletion,
     ChatCompletionChoice,
     ChatCompletionChunk,
+    ChatCompletionChunkChoice,
     ChatCompletionMessage,
     ChatCompletionMessageToolCall,
     ChatLogprobs,
+    ChoiceDelta,
+    ChoiceDeltaToolCall,
+    ChoiceDeltaToolCallFunction,
     TokenLogprob,
     ToolCallFunction,
     chat_completion_chunk_decoder,
@@ -33,6 +37,7 @@ from .._params import (
     ChatCompletionToolParam,
     StreamOptions,
 )
+from .._responses import decode_answer
 from .._streaming import Stream
 
 if TYPE_CHECKING:
@@ -59,8 +64,12 @@ class Chat:
 def _check_messages(
     messages: Iterable[ChatCompletionMessageParam],
 ) -> list[ChatCompletionMessageParam]:
-    if isinstance(messages, (str, bytes, Mapping)):
-        raise ConfigurationError("messages must be a list of message dicts")
+    if isinstance(messages, (str, bytes, Mapping)) or not isinstance(
+        messages, Iterable
+    ):
+        raise ConfigurationError(
+            f"messages must be a list of message dicts, not {type(messages).__name__}"
+        )
     checked = list(messages)
     if not checked:
         raise ConfigurationError("messages must hold at least one message")
@@ -306,6 +315,11 @@ class ChatCompletionStream(Stream[ChatCompletionChunk]):
         ...                 print(choice.delta.content or "", end="")
     """
 
+    def _answer_as_chunk(
+        self,
+    ) -> Callable[[bytes, str | None], ChatCompletionChunk] | None:
+        return _chunk_of_answer
+
     async def collect(self) -> ChatCompletion:
         """Consume the rest of the stream and merge it into one `ChatCompletion`.
 
@@ -320,6 +334,48 @@ class ChatCompletionStream(Stream[ChatCompletionChunk]):
             async for chunk in self:
                 accumulator.add(chunk)
         return accumulator.result()
+
+
+def _chunk_of_answer(data: bytes, request_id: str | None) -> ChatCompletionChunk:
+    """A whole chat completion, sent to a stream request, as its one chunk."""
+    answer = decode_answer(chat_completion_decoder, data, request_id, stream=True)
+    return ChatCompletionChunk(
+        id=answer.id,
+        object=answer.object,
+        created=answer.created,
+        model=answer.model,
+        choices=[
+            ChatCompletionChunkChoice(
+                index=choice.index,
+                delta=ChoiceDelta(
+                    role=choice.message.role,
+                    content=choice.message.content,
+                    refusal=choice.message.refusal,
+                    tool_calls=[
+                        ChoiceDeltaToolCall(
+                            index=index,
+                            id=call.id,
+                            type=call.type,
+                            function=ChoiceDeltaToolCallFunction(
+                                name=call.function.name,
+                                arguments=call.function.arguments,
+                            ),
+                        )
+                        for index, call in enumerate(choice.message.tool_calls)
+                    ]
+                    if choice.message.tool_calls
+                    else None,
+                ),
+                finish_reason=choice.finish_reason,
+                logprobs=choice.logprobs,
+            )
+            for choice in answer.choices
+        ],
+        usage=answer.usage,
+        system_fingerprint=answer.system_fingerprint,
+        service_tier=answer.service_tier,
+        enkrypt_policy_detections=answer.enkrypt_policy_detections,
+    )
 
 
 class _ToolCallParts:
