@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Literal, overload
 
 import aiohttp
 import aioresponses.core
 import pytest
 from aiohttp import web
 
-from enkrypt_async import EnkryptClient
+from enkrypt_async import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionStream,
+    Completion,
+    CompletionStream,
+    EnkryptClient,
+)
 
 DATA = Path(__file__).parent / "data"
 REFERENCE_BYTES = (DATA / "completion_reference.json").read_bytes()
@@ -39,6 +48,106 @@ BLOCK_BODY: dict[str, Any] = {
         }
     },
 }
+
+#: A whole answer, one streamed chunk, or a stream, of either resource.
+AnyAnswer = Completion | ChatCompletion
+AnyChunk = Completion | ChatCompletionChunk
+AnyStream = CompletionStream | ChatCompletionStream
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One of the two resources, for tests that must hold for both.
+
+    ``completions`` sends ``prompt=text`` to ``/completions``; ``chat`` sends one
+    user message with ``text`` to ``/chat/completions``. ``body`` and ``chunk``
+    are the JSON a server sends for a success answer or one streamed chunk.
+    """
+
+    name: str
+    path: str
+
+    @overload
+    async def create(
+        self,
+        client: EnkryptClient,
+        text: str,
+        *,
+        stream: Literal[False] = False,
+        **kwargs: Any,
+    ) -> AnyAnswer: ...
+
+    @overload
+    async def create(
+        self, client: EnkryptClient, text: str, *, stream: Literal[True], **kwargs: Any
+    ) -> AnyStream: ...
+
+    @overload
+    async def create(
+        self, client: EnkryptClient, text: str, *, stream: bool, **kwargs: Any
+    ) -> AnyAnswer | AnyStream: ...
+
+    async def create(
+        self, client: EnkryptClient, text: str, *, stream: bool = False, **kwargs: Any
+    ) -> AnyAnswer | AnyStream:
+        """``create`` of this resource with ``text`` as the prompt or user message."""
+        if self.name == "chat":
+            return await client.chat.completions.create(
+                messages=[{"role": "user", "content": text}], stream=stream, **kwargs
+            )
+        return await client.completions.create(prompt=text, stream=stream, **kwargs)
+
+    def text(self, answer: AnyAnswer) -> str:
+        """The text of the first choice of a whole answer of this resource."""
+        if self.name == "chat":
+            assert isinstance(answer, ChatCompletion), answer
+            content = answer.choices[0].message.content
+            assert content is not None, answer
+            return content
+        assert isinstance(answer, Completion), answer
+        return answer.choices[0].text
+
+    def chunk_text(self, chunk: AnyChunk) -> str:
+        """The text of the first choice of one streamed chunk of this resource."""
+        if self.name == "chat":
+            assert isinstance(chunk, ChatCompletionChunk), chunk
+            content = chunk.choices[0].delta.content
+            assert content is not None, chunk
+            return content
+        assert isinstance(chunk, Completion), chunk
+        return chunk.choices[0].text
+
+    def body(self, text: str) -> bytes:
+        """The JSON of a whole success answer whose text is ``text``."""
+        if self.name == "chat":
+            message = {"role": "assistant", "content": text}
+            choice = {"index": 0, "message": message, "finish_reason": "stop"}
+            return json.dumps(
+                {"object": "chat.completion", "choices": [choice]}
+            ).encode()
+        choice = {"text": text, "index": 0, "finish_reason": "stop"}
+        return json.dumps({"choices": [choice]}).encode()
+
+    def chunk(self, text: str) -> bytes:
+        """The JSON of one streamed chunk whose text is ``text``."""
+        if self.name == "chat":
+            choice: dict[str, Any] = {"index": 0, "delta": {"content": text}}
+            return json.dumps(
+                {"object": "chat.completion.chunk", "choices": [choice]}
+            ).encode()
+        return json.dumps({"choices": [{"text": text, "index": 0}]}).encode()
+
+
+COMPLETIONS = Resource("completions", "/completions")
+CHAT = Resource("chat", "/chat/completions")
+
+
+@pytest.fixture(params=[COMPLETIONS, CHAT], ids=["completions", "chat"])
+def resource(request: pytest.FixtureRequest) -> Resource:
+    """Each resource in turn: the test runs for completions and for chat."""
+    assert isinstance(request.param, Resource)
+    return request.param
+
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ServerFactory = Callable[[Handler], Awaitable[str]]
@@ -97,6 +206,17 @@ def json_response(
     return web.Response(
         body=data, status=status, headers=headers, content_type="application/json"
     )
+
+
+async def hold_until_gone(request: web.Request, limit: float = 5.0) -> None:
+    """Keep a response open, silent, until the client drops the connection."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while loop.time() < deadline:
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return
+        await asyncio.sleep(0.01)
 
 
 def connector_of(client: EnkryptClient) -> aiohttp.BaseConnector:

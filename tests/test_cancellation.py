@@ -4,39 +4,39 @@ In the spirit of httpcore's tests/test_cancellations.py: many streams through a
 pool of a few connections are broken off at random points (early break, an
 exception in the consumer, task cancellation before or during the response,
 plain abandonment), then the same client must still work and its pool be empty.
+Every test runs for completions and for chat completions.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import random
 
 from aiohttp import web
 
-from enkrypt_async import CompletionStream, EnkryptClient
+from enkrypt_async import EnkryptClient
 
-from .conftest import ClientFactory, ServerFactory, checked_out
+from .conftest import AnyStream, ClientFactory, Resource, ServerFactory, checked_out
 
 POOL = 3
 STREAMS = 200
 CHUNKS = 12
 
 
-def _event(i: int) -> bytes:
-    data = {"choices": [{"text": f"t{i} ", "index": 0, "finish_reason": None}]}
-    return b"data: " + json.dumps(data).encode() + b"\n\n"
+def _event(resource: Resource, i: int) -> bytes:
+    return b"data: " + resource.chunk(f"t{i} ") + b"\n\n"
 
 
-async def _server(make_server: ServerFactory) -> str:
+async def _server(make_server: ServerFactory, resource: Resource) -> str:
     async def handler(request: web.Request) -> web.StreamResponse:
+        assert request.path == "/ai-proxy" + resource.path
         await asyncio.sleep(random.uniform(0, 0.003))  # cancel before the headers too
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         try:
             for i in range(CHUNKS):
-                await response.write(_event(i))
+                await response.write(_event(resource, i))
                 await asyncio.sleep(0.001)
             await response.write(b"data: [DONE]\n\n")
         except ConnectionError:
@@ -50,11 +50,13 @@ class Boom(Exception):
     pass
 
 
-async def _consume(client: EnkryptClient, rng: random.Random) -> str:
+async def _consume(
+    client: EnkryptClient, resource: Resource, rng: random.Random
+) -> str:
     """Read one stream and break it off the way ``rng`` picks."""
     how = rng.choice(["break", "raise", "full", "abandon", "aclose", "collect"])
     stop_after = rng.randrange(CHUNKS)
-    stream: CompletionStream = await client.completions.create(prompt="x", stream=True)
+    stream: AnyStream = await resource.create(client, "x", stream=True)
     if how == "collect":
         await stream.collect()
         return how
@@ -82,13 +84,15 @@ async def _consume(client: EnkryptClient, rng: random.Random) -> str:
 
 
 async def test_random_breaks_and_cancellations_leave_the_pool_usable(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory, make_client: ClientFactory, resource: Resource
 ) -> None:
     rng = random.Random(20261125)
-    client = make_client(base_url=await _server(make_server), pool_limit=POOL)
+    client = make_client(base_url=await _server(make_server, resource), pool_limit=POOL)
     outcomes: dict[str, int] = {}
     for batch in range(STREAMS // 10):
-        tasks = [asyncio.create_task(_consume(client, rng)) for _ in range(10)]
+        tasks = [
+            asyncio.create_task(_consume(client, resource, rng)) for _ in range(10)
+        ]
         # Cancel some of them at a random moment: waiting for a pooled
         # connection, waiting for headers, or in the middle of the body.
         await asyncio.sleep(rng.uniform(0, 0.02))
@@ -106,9 +110,8 @@ async def test_random_breaks_and_cancellations_leave_the_pool_usable(
 
     # The same client, pool of three, still serves full streams at once.
     async def full() -> str:
-        stream = await client.completions.create(prompt="x", stream=True)
-        merged = await stream.collect()
-        return merged.choices[0].text
+        stream = await resource.create(client, "x", stream=True)
+        return resource.text(await stream.collect())
 
     texts = await asyncio.gather(*(full() for _ in range(POOL * 3)))
     assert all(t == "".join(f"t{i} " for i in range(CHUNKS)) for t in texts)
@@ -116,13 +119,13 @@ async def test_random_breaks_and_cancellations_leave_the_pool_usable(
 
 
 async def test_cancelling_the_consumer_inside_async_with_closes_at_once(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory, make_client: ClientFactory, resource: Resource
 ) -> None:
-    client = make_client(base_url=await _server(make_server), pool_limit=1)
+    client = make_client(base_url=await _server(make_server, resource), pool_limit=1)
     reading = asyncio.Event()
 
     async def consumer() -> None:
-        stream = await client.completions.create(prompt="x", stream=True)
+        stream = await resource.create(client, "x", stream=True)
         async with stream:
             async for _ in stream:
                 reading.set()
@@ -134,16 +137,16 @@ async def test_cancelling_the_consumer_inside_async_with_closes_at_once(
     assert checked_out(client) == 0
     # With a pool of one, this would hang if the connection had been kept.
     stream = await asyncio.wait_for(
-        client.completions.create(prompt="x", stream=True), timeout=5
+        resource.create(client, "x", stream=True), timeout=5
     )
-    assert (await stream.collect()).choices[0].text.startswith("t0 ")
+    assert resource.text(await stream.collect()).startswith("t0 ")
 
 
 async def test_abandoned_stream_is_closed_when_collected(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory, make_client: ClientFactory, resource: Resource
 ) -> None:
-    client = make_client(base_url=await _server(make_server), pool_limit=1)
-    stream = await client.completions.create(prompt="x", stream=True)
+    client = make_client(base_url=await _server(make_server, resource), pool_limit=1)
+    stream = await resource.create(client, "x", stream=True)
     await stream.__anext__()
     assert checked_out(client) == 1
     del stream

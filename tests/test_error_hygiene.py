@@ -2,7 +2,9 @@
 and an error inside a success answer (or a stream event) is an error.
 
 Every error here is raised for real, by a client talking to a server on 127.0.0.1
-(aiohttp.web, or a raw socket server for answers aiohttp.web cannot send).
+(aiohttp.web, or a raw socket server for answers aiohttp.web cannot send). Every
+test that provokes one (through the ``env`` fixture) runs for completions and for
+chat completions.
 """
 
 from __future__ import annotations
@@ -29,8 +31,6 @@ from enkrypt_async import (
     AuthenticationError,
     BadRequestError,
     ClientClosedError,
-    Completion,
-    CompletionStream,
     ConfigurationError,
     ConflictError,
     DecodeError,
@@ -58,8 +58,13 @@ from enkrypt_async import (
 from .conftest import (
     API_KEY,
     BLOCK_BODY,
+    COMPLETIONS,
     DEPLOYMENT,
+    AnyAnswer,
+    AnyChunk,
+    AnyStream,
     ClientFactory,
+    Resource,
     ServerFactory,
     json_response,
     unused_port,
@@ -72,9 +77,8 @@ from .conftest import (
 RawServerFactory = Callable[[bytes], Awaitable[str]]
 
 DONE = b"data: [DONE]\n\n"
-SUCCESS: dict[str, Any] = {
-    "choices": [{"text": "hi", "index": 0, "finish_reason": "stop"}]
-}
+#: Bytes for the server to send that depend on the resource under test.
+Wire = Callable[[Resource], bytes]
 #: Server text that would forge a log line, or colour a terminal, if printed raw.
 FORGERY = "boom\nINFO forged line\x1b[31m\r\x00\x85\u2028\u202eend"
 #: How each control character of `FORGERY` must read in a message.
@@ -124,11 +128,12 @@ async def make_raw_server() -> AsyncIterator[RawServerFactory]:
 
 @dataclass(frozen=True)
 class Env:
-    """What a test case needs to provoke an error: servers and clients."""
+    """What a test case needs to provoke an error: servers, clients, the resource."""
 
     server: ServerFactory
     raw: RawServerFactory
     client: ClientFactory
+    resource: Resource
 
     async def serve(
         self,
@@ -155,13 +160,20 @@ class Env:
 
     async def serve_events(
         self,
-        pieces: Sequence[bytes],
+        pieces: Sequence[bytes | Wire],
         *,
         pause: float = 0.0,
         content_type: str = "text/event-stream",
         headers: dict[str, str] | None = None,
     ) -> str:
-        """Serve ``pieces`` as one streamed body, one write each, ``pause`` apart."""
+        """Serve ``pieces`` as one streamed body, one write each, ``pause`` apart.
+
+        A `Wire` piece is made for the resource under test.
+        """
+        data = [
+            piece if isinstance(piece, bytes) else piece(self.resource)
+            for piece in pieces
+        ]
 
         async def handler(request: web.Request) -> web.StreamResponse:
             response = web.StreamResponse(
@@ -169,7 +181,7 @@ class Env:
             )
             await response.prepare(request)
             try:
-                for index, piece in enumerate(pieces):
+                for index, piece in enumerate(data):
                     if index and pause:
                         await asyncio.sleep(pause)
                     await response.write(piece)
@@ -180,20 +192,19 @@ class Env:
 
         return await self.server(handler)
 
-    async def complete(self, base_url: str, **client_kwargs: Any) -> Completion:
+    async def complete(self, base_url: str, **client_kwargs: Any) -> AnyAnswer:
         client = self.client(base_url=base_url, **client_kwargs)
-        return await client.completions.create(prompt="hi")
+        return await self.resource.create(client, "hi")
 
-    async def open_stream(
-        self, base_url: str, **client_kwargs: Any
-    ) -> CompletionStream:
+    async def open_stream(self, base_url: str, **client_kwargs: Any) -> AnyStream:
         client = self.client(base_url=base_url, **client_kwargs)
-        return await client.completions.create(prompt="hi", stream=True)
+        return await self.resource.create(client, "hi", stream=True)
 
     async def stream_texts(self, base_url: str, **client_kwargs: Any) -> list[str]:
         """The text of each chunk of a whole stream."""
         seen: list[str] = []
-        await read_into(await self.open_stream(base_url, **client_kwargs), seen)
+        stream = await self.open_stream(base_url, **client_kwargs)
+        await read_into(self.resource, stream, seen)
         return seen
 
 
@@ -202,8 +213,11 @@ def env(
     make_server: ServerFactory,
     make_raw_server: RawServerFactory,
     make_client: ClientFactory,
+    resource: Resource,
 ) -> Env:
-    return Env(server=make_server, raw=make_raw_server, client=make_client)
+    return Env(
+        server=make_server, raw=make_raw_server, client=make_client, resource=resource
+    )
 
 
 Trigger = Callable[[Env], Awaitable[object]]
@@ -221,23 +235,25 @@ def event(data: bytes | str) -> bytes:
     return b"data: " + (data.encode() if isinstance(data, str) else data) + b"\n\n"
 
 
-def text_of(item: Completion) -> str:
+def text_of(resource: Resource, item: AnyChunk) -> str:
     """The text of a chunk; a chunk without choices reads as such."""
-    return item.choices[0].text if item.choices else "<no choices>"
+    return resource.chunk_text(item) if item.choices else "<no choices>"
 
 
-async def read_into(stream: CompletionStream, seen: list[str]) -> None:
+async def read_into(resource: Resource, stream: AnyStream, seen: list[str]) -> None:
     """Read ``stream`` to its end, appending each chunk's text as it arrives."""
     async with stream:
         async for item in stream:
-            seen.append(text_of(item))  # noqa: PERF401 - kept on error
+            seen.append(text_of(resource, item))  # noqa: PERF401 - kept on error
 
 
-def chunk(text: str) -> bytes:
-    """The JSON of one streamed completion chunk."""
-    return json.dumps(
-        {"choices": [{"text": text, "index": 0, "finish_reason": None}]}
-    ).encode()
+def chunk_event(text: str) -> Wire:
+    """The event of one streamed chunk with ``text``, of the resource under test."""
+
+    def wire(resource: Resource) -> bytes:
+        return event(resource.chunk(text))
+
+    return wire
 
 
 # The triggers, one per way of failing; each provokes one error of the library.
@@ -258,9 +274,10 @@ def status_trigger(
     return trigger
 
 
-def raw_trigger(answer: bytes, *, stream: bool = False) -> Trigger:
+def raw_trigger(answer: bytes | Wire, *, stream: bool = False) -> Trigger:
     async def trigger(env: Env) -> object:
-        base_url = await env.raw(answer)
+        data = answer if isinstance(answer, bytes) else answer(env.resource)
+        base_url = await env.raw(data)
         if stream:
             return await env.stream_texts(base_url)
         return await env.complete(base_url)
@@ -268,7 +285,7 @@ def raw_trigger(answer: bytes, *, stream: bool = False) -> Trigger:
     return trigger
 
 
-def events_trigger(pieces: Sequence[bytes], **client_kwargs: Any) -> Trigger:
+def events_trigger(pieces: Sequence[bytes | Wire], **client_kwargs: Any) -> Trigger:
     async def trigger(env: Env) -> object:
         base_url = await env.serve_events(pieces, headers={"x-request-id": "req-s"})
         return await env.stream_texts(base_url, **client_kwargs)
@@ -283,7 +300,7 @@ async def refused(env: Env) -> object:
 async def read_timeout(env: Env) -> object:
     async def handler(request: web.Request) -> web.Response:
         await asyncio.sleep(0.25)
-        return json_response(SUCCESS)
+        return json_response(env.resource.body("hi"))
 
     return await env.complete(await env.server(handler), timeout=Timeout(read=0.05))
 
@@ -293,7 +310,7 @@ async def stream_idle_timeout(env: Env) -> object:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         with contextlib.suppress(ConnectionError):
-            await response.write(event(chunk("a")))
+            await response.write(event(env.resource.chunk("a")))
             await asyncio.sleep(0.25)
         return response
 
@@ -302,11 +319,14 @@ async def stream_idle_timeout(env: Env) -> object:
 
 
 async def too_large(env: Env) -> object:
-    return await env.complete(await env.serve(SUCCESS), max_response_size=16)
+    return await env.complete(
+        await env.serve(env.resource.body("hi")), max_response_size=16
+    )
 
 
 async def too_large_chunked(env: Env) -> object:
-    pieces = [json.dumps(SUCCESS).encode()[:20], json.dumps(SUCCESS).encode()[20:]]
+    body = env.resource.body("hi")
+    pieces = [body[:20], body[20:]]
     base_url = await env.serve_events(pieces, content_type="application/json")
     return await env.complete(base_url, max_response_size=16)
 
@@ -322,20 +342,20 @@ async def bad_api_key(env: Env) -> object:
 
 
 async def bad_header_value(env: Env) -> object:
-    client = env.client(base_url=await env.serve(SUCCESS))
-    return await client.completions.create(
-        prompt="hi", extra_headers={"Authorization": f"Bearer {API_KEY}\n"}
+    client = env.client(base_url=await env.serve(env.resource.body("hi")))
+    return await env.resource.create(
+        client, "hi", extra_headers={"Authorization": f"Bearer {API_KEY}\n"}
     )
 
 
 async def closed_client(env: Env) -> object:
-    client = env.client(base_url=await env.serve(SUCCESS))
+    client = env.client(base_url=await env.serve(env.resource.body("hi")))
     await client.aclose()
-    return await client.completions.create(prompt="hi")
+    return await env.resource.create(client, "hi")
 
 
 async def consumed_stream(env: Env) -> object:
-    base_url = await env.serve_events([event(chunk("a")), DONE])
+    base_url = await env.serve_events([chunk_event("a"), DONE])
     stream = await env.open_stream(base_url)
     async with stream:
         async for _ in stream:
@@ -347,7 +367,7 @@ async def consumed_stream(env: Env) -> object:
 
 async def busy_stream(env: Env) -> object:
     base_url = await env.serve_events(
-        [b": hello\n\n", event(chunk("a")), DONE], pause=0.1
+        [b": hello\n\n", chunk_event("a"), DONE], pause=0.1
     )
     stream = await env.open_stream(base_url)
     async with stream:
@@ -444,26 +464,33 @@ LEAK_CASES = [
     pytest.param(refused, id="connection-refused"),
     pytest.param(read_timeout, id="read-timeout"),
     pytest.param(stream_idle_timeout, id="stream-idle-timeout"),
-    pytest.param(events_trigger([event(chunk("a"))]), id="stream-without-done"),
+    pytest.param(events_trigger([chunk_event("a")]), id="stream-without-done"),
     pytest.param(
         raw_trigger(
-            CHUNKED_HEAD + chunked(event(chunk("a"))) + b"40\r\ndata: {", stream=True
+            lambda resource: (
+                CHUNKED_HEAD + chunked(event(resource.chunk("a"))) + b"40\r\ndata: {"
+            ),
+            stream=True,
         ),
         id="stream-cut-mid-chunk",
     ),
     pytest.param(
         raw_trigger(
-            CHUNKED_HEAD + chunked(event(chunk("a"))) + b"zz\r\ndata: {}\r\n",
+            lambda resource: (
+                CHUNKED_HEAD
+                + chunked(event(resource.chunk("a")))
+                + b"zz\r\ndata: {}\r\n"
+            ),
             stream=True,
         ),
         id="stream-bad-chunk-size",
     ),
     pytest.param(
-        events_trigger([event(chunk("a")), b"event: error\ndata: overloaded\n\n"]),
+        events_trigger([chunk_event("a"), b"event: error\ndata: overloaded\n\n"]),
         id="stream-error-event",
     ),
     pytest.param(
-        events_trigger([event(chunk("a")), event(b'{"error": {"message": "x"}}')]),
+        events_trigger([chunk_event("a"), event(b'{"error": {"message": "x"}}')]),
         id="stream-error-member",
     ),
     pytest.param(events_trigger([event(b"{oops"), DONE]), id="stream-malformed-chunk"),
@@ -507,7 +534,7 @@ async def test_a_redirect_is_a_status_error_and_is_never_followed(env: Env) -> N
 
     async def target(request: web.Request) -> web.Response:
         followed.append(request.headers.get("apikey", ""))
-        return json_response(SUCCESS)
+        return json_response(env.resource.body("hi"))
 
     elsewhere = await env.server(target)
     base_url = await env.serve(b"", 307, headers={"Location": elsewhere})
@@ -585,7 +612,7 @@ FORGERY_CASES = [
     pytest.param(forged_location, ("\\x1b",), id="location-header"),
     pytest.param(
         events_trigger(
-            [event(chunk("a")), event(json.dumps({"error": {"message": FORGERY}}))]
+            [chunk_event("a"), event(json.dumps({"error": {"message": FORGERY}}))]
         ),
         FORGERY_ESCAPED,
         id="stream-error-member",
@@ -678,7 +705,7 @@ RAISERS: dict[type[EnkryptError], Trigger] = {
     },
     APIConnectionError: refused,
     APITimeoutError: read_timeout,
-    StreamError: events_trigger([event(chunk("a")), STREAM_ERROR_EVENT]),
+    StreamError: events_trigger([chunk_event("a"), STREAM_ERROR_EVENT]),
     DecodeError: status_trigger(200, "not json at all"),
     ConfigurationError: bad_api_key,
     ClientClosedError: closed_client,
@@ -889,21 +916,24 @@ ERROR_SHAPES = [
     ),
 ]
 
+#: A success answer or chunk (its JSON) changed to hold "error" but no error.
+Variant = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def with_error_inside_a_choice(answer: dict[str, Any]) -> dict[str, Any]:
+    answer["choices"][0]["error"] = {"message": "x"}
+    return answer
+
+
 NOT_ERRORS = [
+    pytest.param(lambda answer: {"error": None, **answer}, id="error-null"),
+    pytest.param(with_error_inside_a_choice, id="error-inside-a-choice"),
     pytest.param(
-        b'{"error": null, "choices": [{"text": "hi", "index": 0}]}', id="error-null"
-    ),
-    pytest.param(
-        b'{"choices": [{"text": "hi", "index": 0, "error": {"message": "x"}}]}',
-        id="error-inside-a-choice",
-    ),
-    pytest.param(
-        b'{"choices": [{"text": "hi", "index": 0}], "model": "the \\"error\\": x"}',
+        lambda answer: {**answer, "model": 'the "error": x'},
         id="error-inside-a-string",
     ),
     pytest.param(
-        b'{"choices": [{"text": "hi", "index": 0}], "meta": {"error": "x"}}',
-        id="error-in-another-member",
+        lambda answer: {**answer, "meta": {"error": "x"}}, id="error-in-another-member"
     ),
 ]
 
@@ -918,27 +948,27 @@ async def test_a_200_body_with_any_top_level_error_raises_api_error(
     assert error.request_id == "req-200"
 
 
-@pytest.mark.parametrize("body", NOT_ERRORS)
+@pytest.mark.parametrize("variant", NOT_ERRORS)
 async def test_a_200_body_without_a_top_level_error_is_a_completion(
-    env: Env, body: bytes
+    env: Env, variant: Variant
 ) -> None:
-    completion = await env.complete(await env.serve(body))
-    assert isinstance(completion, Completion)
-    assert completion.choices[0].index == 0
+    body = variant(json.loads(env.resource.body("hi")))
+    answer = await env.complete(await env.serve(body))
+    assert env.resource.text(answer) == "hi"
 
 
 async def read_until_error(
     env: Env, base_url: str
-) -> tuple[list[str], StreamError, CompletionStream]:
+) -> tuple[list[str], StreamError, AnyStream]:
     """Read a stream that must fail; the texts before, the error, the stream."""
     seen: list[str] = []
     stream = await env.open_stream(base_url)
     with pytest.raises(StreamError) as info:
-        await read_into(stream, seen)
+        await read_into(env.resource, stream, seen)
     return seen, info.value, stream
 
 
-def assert_never_complete(stream: CompletionStream) -> None:
+def assert_never_complete(stream: AnyStream) -> None:
     """After an error, the stream is over and a new loop cannot end quietly."""
     assert stream.closed
     with pytest.raises(StreamConsumedError):
@@ -951,9 +981,11 @@ def multi_line(body: bytes) -> bytes:
     return b"data: " + head + b":\ndata: " + tail + b"\n\n"
 
 
-def error_layouts(error_event: bytes, body: bytes) -> dict[str, list[bytes]]:
+def error_layouts(
+    resource: Resource, error_event: bytes, body: bytes
+) -> dict[str, list[bytes]]:
     """Ways an error event can arrive after the chunks "a", "b" (and "c")."""
-    a, b, c = event(chunk("a")), event(chunk("b")), event(chunk("c"))
+    a, b, c = (event(resource.chunk(text)) for text in "abc")
     half = len(error_event) // 2
     return {
         # one write: the chunks and the error in the same network read
@@ -968,7 +1000,7 @@ def error_layouts(error_event: bytes, body: bytes) -> dict[str, list[bytes]]:
     }
 
 
-LAYOUTS = list(error_layouts(b"", b""))
+LAYOUTS = list(error_layouts(COMPLETIONS, b"", b""))
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -976,7 +1008,7 @@ LAYOUTS = list(error_layouts(b"", b""))
 async def test_an_error_event_raises_stream_error_after_the_chunks_before_it(
     env: Env, body: bytes, text: str, code: object, kind: str | None, layout: str
 ) -> None:
-    pieces = error_layouts(event(body), body)[layout]
+    pieces = error_layouts(env.resource, event(body), body)[layout]
     base_url = await env.serve_events(pieces, pause=0.02)
     seen, error, stream = await read_until_error(env, base_url)
     assert seen == (["a", "b", "c"] if layout == "same-later-read" else ["a", "b"])
@@ -988,18 +1020,21 @@ async def test_an_error_event_raises_stream_error_after_the_chunks_before_it(
 
 async def test_an_error_event_fails_collect_instead_of_ending_it(env: Env) -> None:
     error_event = event(b'{"\\u0065rror": {"message": "collect-failed"}}')
-    pieces = [event(chunk("a")), error_event, DONE]
-    stream = await env.open_stream(await env.serve_events(pieces))
+    stream = await env.open_stream(
+        await env.serve_events([chunk_event("a"), error_event, DONE])
+    )
     with pytest.raises(StreamError, match="collect-failed"):
         await stream.collect()
     assert_never_complete(stream)
 
 
-@pytest.mark.parametrize("body", NOT_ERRORS)
+@pytest.mark.parametrize("variant", NOT_ERRORS)
 async def test_a_stream_event_without_a_top_level_error_is_a_chunk(
-    env: Env, body: bytes
+    env: Env, variant: Variant
 ) -> None:
-    base_url = await env.serve_events([event(chunk("a")) + event(body) + DONE])
+    resource = env.resource
+    body = json.dumps(variant(json.loads(resource.chunk("hi")))).encode()
+    base_url = await env.serve_events([event(resource.chunk("a")) + event(body) + DONE])
     assert await env.stream_texts(base_url) == ["a", "hi"]
 
 

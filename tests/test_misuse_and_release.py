@@ -10,13 +10,14 @@ that never answers, so no real name lookup is ever made):
 * header names are RFC 9110 tokens, and framing headers cannot be given;
 * streams give their connection back by themselves, with the garbage collector
   switched off, and the idle timeout covers every silence of a stream.
+
+Tests taking ``resource`` run for completions and for chat completions.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import socket
 import threading
 import urllib.parse
@@ -33,7 +34,6 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from enkrypt_async import (
     APITimeoutError,
     ClientClosedError,
-    CompletionStream,
     ConfigurationError,
     EnkryptClient,
     EnkryptError,
@@ -43,36 +43,27 @@ from enkrypt_async import (
 
 from .conftest import (
     API_KEY,
+    COMPLETIONS,
     DEPLOYMENT,
+    AnyStream,
     ClientFactory,
     Handler,
+    Resource,
     ServerFactory,
     checked_out,
     connector_of,
+    hold_until_gone,
     json_response,
 )
 
-COMPLETION = {"choices": [{"text": "hi", "index": 0, "finish_reason": "stop"}]}
 DONE = b"data: [DONE]\n\n"
 #: The longest any server here keeps a response open waiting for the client.
 HOLD_LIMIT = 5.0
 
 
-def event(text: str) -> bytes:
-    """One Server-Sent Event carrying a completion chunk with ``text``."""
-    data = {"choices": [{"text": text, "index": 0, "finish_reason": None}]}
-    return b"data: " + json.dumps(data).encode() + b"\n\n"
-
-
-async def hold_until_gone(request: web.Request, limit: float = HOLD_LIMIT) -> None:
-    """Keep a response open, silent, until the client drops the connection."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while loop.time() < deadline:
-        transport = request.transport
-        if transport is None or transport.is_closing():
-            return
-        await asyncio.sleep(0.01)
+def event(resource: Resource, text: str) -> bytes:
+    """One Server-Sent Event carrying a chunk of ``resource`` with ``text``."""
+    return b"data: " + resource.chunk(text) + b"\n\n"
 
 
 async def open_sse(request: web.Request) -> web.StreamResponse:
@@ -81,12 +72,12 @@ async def open_sse(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def held_stream_handler(texts: list[str]) -> Handler:
+def held_stream_handler(resource: Resource, texts: list[str]) -> Handler:
     """Stream ``texts`` as events in one write, then stay silent and open."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
         response = await open_sse(request)
-        await response.write(b"".join(event(text) for text in texts))
+        await response.write(b"".join(event(resource, text) for text in texts))
         await hold_until_gone(request)
         return response
 
@@ -94,18 +85,20 @@ def held_stream_handler(texts: list[str]) -> Handler:
 
 
 class Recorder:
-    """A server handler that answers a completion and records what it got."""
+    """A server handler that answers "hi" as ``resource`` and records what it got."""
 
-    def __init__(self) -> None:
+    def __init__(self, resource: Resource) -> None:
+        self.resource = resource
         self.requests: list[dict[str, str]] = []
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         await request.read()
+        assert request.path == "/ai-proxy" + self.resource.path
         self.requests.append(dict(request.headers))
-        return json_response(COMPLETION)
+        return json_response(self.resource.body("hi"))
 
 
-def is_open(stream: CompletionStream) -> bool:
+def is_open(stream: AnyStream) -> bool:
     """``not stream.closed``, opaque to mypy's narrowing of the property."""
     return not stream.closed
 
@@ -155,7 +148,10 @@ class StalledResolver(AbstractResolver):
     ],
 )
 async def test_a_stalled_name_lookup_raises_api_timeout_error_instead_of_hanging(
-    make_client: ClientFactory, max_retries: int, lookups: int
+    make_client: ClientFactory,
+    max_retries: int,
+    lookups: int,
+    resource: Resource,
 ) -> None:
     resolver = StalledResolver()
     connector = aiohttp.TCPConnector(resolver=resolver, use_dns_cache=False)
@@ -172,7 +168,7 @@ async def test_a_stalled_name_lookup_raises_api_timeout_error_instead_of_hanging
 
         async def request() -> pytest.ExceptionInfo[APITimeoutError]:
             with pytest.raises(APITimeoutError) as info:
-                await client.completions.create(prompt="hi")
+                await resource.create(client, "hi")
             return info
 
         # A safety net only: a hang fails here with a plain TimeoutError.
@@ -210,9 +206,11 @@ class SlowResolver(AbstractResolver):
 
 
 async def test_a_slow_name_lookup_gets_the_connect_budget_not_the_pool_wait_alone(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
-    recorder = Recorder()
+    recorder = Recorder(resource)
     port = urllib.parse.urlsplit(await make_server(recorder.handle)).port
     connector = aiohttp.TCPConnector(resolver=SlowResolver(0.25), use_dns_cache=False)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -223,40 +221,42 @@ async def test_a_slow_name_lookup_gets_the_connect_budget_not_the_pool_wait_alon
             # The lookup is within `connect`, though longer than `pool`.
             timeout=Timeout(connect=0.5, pool=0.1),
         )
-        completion = await asyncio.wait_for(client.completions.create(prompt="hi"), 3)
-    assert completion.choices[0].text == "hi"
+        completion = await asyncio.wait_for(resource.create(client, "hi"), 3)
+    assert resource.text(completion) == "hi"
     assert len(recorder.requests) == 1
 
 
 async def test_a_full_pool_raises_api_timeout_error_until_a_connection_is_freed(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
     async def handler(request: web.Request) -> web.StreamResponse:
         if (await request.json()).get("stream"):
             response = await open_sse(request)
-            await response.write(event("held"))
+            await response.write(event(resource, "held"))
             await hold_until_gone(request)
             return response
-        return json_response(COMPLETION)
+        return json_response(resource.body("hi"))
 
     client = make_client(
         base_url=await make_server(handler),
         pool_limit=1,
         timeout=Timeout(connect=0.2, pool=0.2),
     )
-    stream = await client.completions.create(prompt="hi", stream=True)
-    assert (await stream.__anext__()).choices[0].text == "held"
+    stream = await resource.create(client, "hi", stream=True)
+    assert resource.chunk_text(await stream.__anext__()) == "held"
     assert checked_out(client) == 1
 
     async def second() -> None:
         with pytest.raises(APITimeoutError):
-            await client.completions.create(prompt="hi")
+            await resource.create(client, "hi")
 
     await asyncio.wait_for(second(), timeout=3.0)  # safety net only
     await stream.aclose()
     assert checked_out(client) == 0
-    third = await asyncio.wait_for(client.completions.create(prompt="hi"), 3.0)
-    assert third.choices[0].text == "hi"
+    third = await asyncio.wait_for(resource.create(client, "hi"), 3.0)
+    assert resource.text(third) == "hi"
 
 
 # --- 2. Everything a caller can do wrong raises an EnkryptError --------------
@@ -266,26 +266,31 @@ async def test_a_full_pool_raises_api_timeout_error_until_a_connection_is_freed(
     "stream", [pytest.param(False, id="create"), pytest.param(True, id="stream")]
 )
 async def test_a_prompt_with_a_lone_surrogate_is_refused_before_sending(
-    make_server: ServerFactory, make_client: ClientFactory, stream: bool
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    stream: bool,
+    resource: Resource,
 ) -> None:
-    recorder = Recorder()
+    recorder = Recorder(resource)
     client = make_client(base_url=await make_server(recorder.handle))
     with pytest.raises(ConfigurationError) as info:
-        await client.completions.create(prompt="a\ud800b", stream=stream)
+        await resource.create(client, "a\ud800b", stream=stream)
     assert isinstance(info.value, ValueError)
     assert recorder.requests == []
 
 
 async def test_an_extra_body_that_contains_itself_is_refused_before_sending(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
-    recorder = Recorder()
+    recorder = Recorder(resource)
     client = make_client(base_url=await make_server(recorder.handle))
     body: dict[str, object] = {}
     body["d"] = body
     try:
         with pytest.raises(ConfigurationError):
-            await client.completions.create(prompt="hi", extra_body=body)
+            await resource.create(client, "hi", extra_body=body)
     except RecursionError as exc:
         # Reported without its traceback: pytest cannot render one that deep.
         pytest.fail(f"a raw {exc!r} escaped", pytrace=False)
@@ -314,30 +319,32 @@ def test_a_malformed_base_url_is_refused_when_the_client_is_built(
 
 
 async def test_a_second_task_reading_a_stream_gets_stream_busy_error(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
     resume = asyncio.Event()
 
     async def handler(request: web.Request) -> web.StreamResponse:
         response = await open_sse(request)
         try:
-            await response.write(event("0"))
+            await response.write(event(resource, "0"))
             await asyncio.wait_for(resume.wait(), HOLD_LIMIT)
-            await response.write(event("1") + event("2") + DONE)
+            await response.write(event(resource, "1") + event(resource, "2") + DONE)
             await response.write_eof()
         except ConnectionError:
             pass  # the client went away: only if the first reader failed
         return response
 
     client = make_client(base_url=await make_server(handler))
-    stream = await client.completions.create(prompt="hi", stream=True)
+    stream = await resource.create(client, "hi", stream=True)
     seen: list[str] = []
     first_chunk = asyncio.Event()
 
     async def first_reader() -> None:
         async with stream:
             async for item in stream:
-                seen.append(item.choices[0].text)
+                seen.append(resource.chunk_text(item))
                 first_chunk.set()
 
     task = asyncio.create_task(first_reader())
@@ -391,8 +398,9 @@ def threaded_server(handler: Handler) -> Iterator[str]:
 
 def test_a_client_reused_across_two_asyncio_runs_works_and_leaks_nothing(
     caplog: pytest.LogCaptureFixture,
+    resource: Resource,
 ) -> None:
-    recorder = Recorder()
+    recorder = Recorder(resource)
     with threaded_server(recorder.handle) as base_url:
         client = EnkryptClient(
             api_key=API_KEY, deployment=DEPLOYMENT, base_url=base_url, max_retries=0
@@ -400,16 +408,14 @@ def test_a_client_reused_across_two_asyncio_runs_works_and_leaks_nothing(
         first_pools: list[aiohttp.BaseConnector] = []
 
         async def first_run() -> str:
-            completion = await client.completions.create(prompt="hi")
+            completion = await resource.create(client, "hi")
             first_pools.append(connector_of(client))
-            return completion.choices[0].text
+            return resource.text(completion)
 
         async def second_run() -> str:
             try:
-                completion = await asyncio.wait_for(
-                    client.completions.create(prompt="hi"), 3.0
-                )
-                return completion.choices[0].text
+                completion = await asyncio.wait_for(resource.create(client, "hi"), 3.0)
+                return resource.text(completion)
             finally:
                 await client.aclose()
 
@@ -431,15 +437,17 @@ def test_a_client_reused_across_two_asyncio_runs_works_and_leaks_nothing(
 
 
 async def test_a_client_used_from_another_running_loop_raises_client_closed_error(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
-    recorder = Recorder()
+    recorder = Recorder(resource)
     client = make_client(base_url=await make_server(recorder.handle))
-    await client.completions.create(prompt="hi")  # the session now lives here
+    await resource.create(client, "hi")  # the session now lives here
 
     def from_another_thread() -> BaseException | None:
         async def use() -> None:
-            await asyncio.wait_for(client.completions.create(prompt="hi"), 3.0)
+            await asyncio.wait_for(resource.create(client, "hi"), 3.0)
 
         try:
             asyncio.run(use())
@@ -451,7 +459,7 @@ async def test_a_client_used_from_another_running_loop_raises_client_closed_erro
     assert isinstance(error, ClientClosedError), repr(error)
     assert "one client per event loop" in str(error)
     # The client still works in its own loop, and the thread sent nothing.
-    assert (await client.completions.create(prompt="hi")).choices[0].text == "hi"
+    assert resource.text(await resource.create(client, "hi")) == "hi"
     assert len(recorder.requests) == 2
 
 
@@ -488,9 +496,12 @@ def spellings(name: str) -> list[str]:
 
 @pytest.mark.parametrize("name", [*INVALID_NAMES, *FRAMING_NAMES])
 async def test_a_bad_or_framing_extra_header_is_refused_before_sending(
-    make_server: ServerFactory, make_client: ClientFactory, name: str
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    name: str,
+    resource: Resource,
 ) -> None:
-    recorder = Recorder()
+    recorder = Recorder(resource)
     client = make_client(
         base_url=await make_server(recorder.handle),
         timeout=Timeout(connect=1.0, read=1.0, pool=1.0),  # if one is sent anyway
@@ -498,8 +509,8 @@ async def test_a_bad_or_framing_extra_header_is_refused_before_sending(
     for spelling in spellings(name):
         for stream in (False, True):
             with pytest.raises(ConfigurationError):
-                await client.completions.create(
-                    prompt="hi", stream=stream, extra_headers={spelling: "1"}
+                await resource.create(
+                    client, "hi", stream=stream, extra_headers={spelling: "1"}
                 )
     assert recorder.requests == []
 
@@ -508,7 +519,7 @@ async def test_a_bad_or_framing_extra_header_is_refused_before_sending(
 async def test_a_bad_or_framing_default_header_is_refused_by_the_client(
     make_server: ServerFactory, make_client: ClientFactory, name: str
 ) -> None:
-    recorder = Recorder()
+    recorder = Recorder(COMPLETIONS)
     base_url = await make_server(recorder.handle)
     for spelling in spellings(name):
         with pytest.raises(ConfigurationError):
@@ -525,15 +536,18 @@ async def test_a_bad_or_framing_default_header_is_refused_by_the_client(
     ],
 )
 async def test_a_valid_token_header_name_reaches_the_server(
-    make_server: ServerFactory, make_client: ClientFactory, name: str
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    name: str,
+    resource: Resource,
 ) -> None:
-    recorder = Recorder()
+    recorder = Recorder(resource)
     client = make_client(
         base_url=await make_server(recorder.handle),
         default_headers={name: "from-client"},
     )
-    await client.completions.create(prompt="hi")
-    await client.completions.create(prompt="hi", extra_headers={name: "per-request"})
+    await resource.create(client, "hi")
+    await resource.create(client, "hi", extra_headers={name: "per-request"})
     sent = [{k.lower(): v for k, v in headers.items()} for headers in recorder.requests]
     assert [headers[name.lower()] for headers in sent] == [
         "from-client",
@@ -545,17 +559,19 @@ async def test_a_valid_token_header_name_reaches_the_server(
 
 
 async def test_async_with_and_break_release_the_connection_at_once_without_gc(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
     client = make_client(
-        base_url=await make_server(held_stream_handler(["0", "1", "2"]))
+        base_url=await make_server(held_stream_handler(resource, ["0", "1", "2"]))
     )
     with gc_disabled():
-        stream = await client.completions.create(prompt="hi", stream=True)
+        stream = await resource.create(client, "hi", stream=True)
         seen: list[str] = []
         async with stream:
             async for item in stream:
-                seen.append(item.choices[0].text)
+                seen.append(resource.chunk_text(item))
                 assert checked_out(client) == 1
                 break
         # `stream` is still referenced: only the `async with` can have released.
@@ -565,12 +581,16 @@ async def test_async_with_and_break_release_the_connection_at_once_without_gc(
 
 
 async def test_a_cancelled_read_closes_the_stream_and_frees_the_pool_without_gc(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
-    client = make_client(base_url=await make_server(held_stream_handler(["0"])))
+    client = make_client(
+        base_url=await make_server(held_stream_handler(resource, ["0"]))
+    )
     with gc_disabled():
-        stream = await client.completions.create(prompt="hi", stream=True)
-        assert (await stream.__anext__()).choices[0].text == "0"
+        stream = await resource.create(client, "hi", stream=True)
+        assert resource.chunk_text(await stream.__anext__()) == "0"
         assert checked_out(client) == 1
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(stream.__anext__(), 0.1)
@@ -579,23 +599,25 @@ async def test_a_cancelled_read_closes_the_stream_and_frees_the_pool_without_gc(
 
 
 async def test_a_bare_break_keeps_the_stream_open_and_resumable_without_gc(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
     texts = ["0", "1", "2", "3", "4"]
-    client = make_client(base_url=await make_server(held_stream_handler(texts)))
+    client = make_client(
+        base_url=await make_server(held_stream_handler(resource, texts))
+    )
     with gc_disabled():
-        stream: CompletionStream = await client.completions.create(
-            prompt="hi", stream=True
-        )
+        stream: AnyStream = await resource.create(client, "hi", stream=True)
         seen: list[str] = []
         async for item in stream:
-            seen.append(item.choices[0].text)
+            seen.append(resource.chunk_text(item))
             break
         await asyncio.sleep(0.01)  # let the abandoned loop's generator finalize
         assert is_open(stream)
         assert checked_out(client) == 1
         async for item in stream:
-            seen.append(item.choices[0].text)
+            seen.append(resource.chunk_text(item))
             if len(seen) == len(texts):
                 break
         assert seen == texts
@@ -606,20 +628,22 @@ async def test_a_bare_break_keeps_the_stream_open_and_resumable_without_gc(
 
 
 async def test_the_read_timeout_fires_on_the_second_silence_of_a_stream(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
     async def handler(request: web.Request) -> web.StreamResponse:
         response = await open_sse(request)
-        await response.write(event("a"))
+        await response.write(event(resource, "a"))
         await asyncio.sleep(0.15)  # shorter than the read timeout
-        await response.write(event("b"))
+        await response.write(event(resource, "b"))
         await hold_until_gone(request)  # longer than it
         return response
 
     client = make_client(base_url=await make_server(handler), timeout=Timeout(read=0.3))
     loop = asyncio.get_running_loop()
     with gc_disabled():
-        stream = await client.completions.create(prompt="hi", stream=True)
+        stream = await resource.create(client, "hi", stream=True)
         seen: list[str] = []
         second_at = failed_at = 0.0
 
@@ -628,7 +652,7 @@ async def test_the_read_timeout_fires_on_the_second_silence_of_a_stream(
             try:
                 async with stream:
                     async for item in stream:
-                        seen.append(item.choices[0].text)
+                        seen.append(resource.chunk_text(item))
                         second_at = loop.time()
             finally:
                 failed_at = loop.time()

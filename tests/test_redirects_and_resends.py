@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import socket
 import ssl
 import struct
@@ -29,21 +28,31 @@ from enkrypt_async import (
     APIError,
     APIStatusError,
     APITimeoutError,
-    Completion,
     EnkryptClient,
     Timeout,
 )
 
-from .conftest import API_KEY, ClientFactory, checked_out, unused_port
+from .conftest import (
+    API_KEY,
+    COMPLETIONS,
+    AnyAnswer,
+    ClientFactory,
+    Resource,
+    checked_out,
+    unused_port,
+)
 
 PROMPT = "a prompt only the proxy may read 4242"
-COMPLETION_BODY = json.dumps(
-    {"choices": [{"text": "hi", "index": 0, "finish_reason": "stop"}]}
-).encode()
-OK_ANSWER = (
-    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-    b"Content-Length: %d\r\n\r\n" % len(COMPLETION_BODY)
-) + COMPLETION_BODY
+
+
+def ok_answer(resource: Resource) -> bytes:
+    """A whole HTTP answer: 200 with the resource's success body, text "hi"."""
+    body = resource.body("hi")
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    ) + body
+
 
 #: Limits so a misbehaving client fails a test instead of hanging it.
 QUICK = Timeout(connect=2.0, read=2.0, total=10.0)
@@ -234,9 +243,9 @@ def answer_with(data: bytes, end: str) -> Answer:
     return answer
 
 
-def after_a_good_answer(then: Answer) -> Answer:
+def after_a_good_answer(resource: Resource, then: Answer) -> Answer:
     """Answer the first request in full (kept alive), the rest with ``then``."""
-    good = answer_with(OK_ANSWER, "keep")
+    good = answer_with(ok_answer(resource), "keep")
 
     async def answer(number: int, writer: asyncio.StreamWriter) -> bool:
         return await (good if number == 1 else then)(number, writer)
@@ -255,13 +264,15 @@ async def decoy_answer(number: int, writer: asyncio.StreamWriter) -> bool:
     return False
 
 
-async def create(client: EnkryptClient, *, stream: bool) -> Completion:
-    """One completion, whole or streamed (collected)."""
+async def create(
+    resource: Resource, client: EnkryptClient, *, stream: bool
+) -> AnyAnswer:
+    """One answer, whole or streamed (collected)."""
     if stream:
-        chunks = await client.completions.create(prompt=PROMPT, stream=True)
+        chunks = await resource.create(client, PROMPT, stream=True)
         async with chunks:
             return await chunks.collect()
-    return await client.completions.create(prompt=PROMPT)
+    return await resource.create(client, PROMPT)
 
 
 # --- redirects ------------------------------------------------------------------
@@ -301,14 +312,16 @@ async def test_a_redirect_is_never_followed_and_raises_its_status(
     target_scheme: str,
     target_host: str,
     stream: bool,
+    resource: Resource,
 ) -> None:
     # The decoy is bound on 127.0.0.1 only: whichever address "localhost" gives
     # first, nothing may arrive there.
     decoy = await raw_server(decoy_answer, cert if target_scheme == "https" else None)
-    location = f"{target_scheme}://{target_host}:{decoy.port}/ai-proxy/completions"
+    location = f"{target_scheme}://{target_host}:{decoy.port}/ai-proxy{resource.path}"
     proxied: list[bytes] = []
 
     async def proxy(request: web.Request) -> web.Response:
+        assert request.path == "/ai-proxy" + resource.path
         assert request.headers["apikey"] == API_KEY
         proxied.append(await request.read())
         return web.Response(status=status, headers={"Location": location})
@@ -323,7 +336,7 @@ async def test_a_redirect_is_never_followed_and_raises_its_status(
         timeout=QUICK,
     )
     with pytest.raises(APIStatusError) as info:
-        await create(client, stream=stream)
+        await create(resource, client, stream=stream)
     assert (decoy.tls_hellos, decoy.connections) == (0, 0), (
         f"the redirect was followed: {decoy.received!r}"
     )
@@ -413,6 +426,7 @@ async def test_a_request_that_may_have_been_processed_is_never_resent(
     data: bytes,
     end: str,
     error_class: type[APIError],
+    resource: Resource,
 ) -> None:
     server = await raw_server(answer_with(data, end), None)
     client = make_client(
@@ -421,7 +435,7 @@ async def test_a_request_that_may_have_been_processed_is_never_resent(
         timeout=Timeout(connect=2.0, read=0.2, total=10.0),
     )
     with pytest.raises(error_class):
-        await client.completions.create(prompt=PROMPT)
+        await resource.create(client, PROMPT)
     assert len(server.requests) == 1, "sent again"
     assert server.connections == 1
     assert checked_out(client) == 0
@@ -434,16 +448,19 @@ async def test_a_broken_answer_on_a_reused_connection_is_never_resent(
     data: bytes,
     end: str,
     error_class: type[APIError],
+    resource: Resource,
 ) -> None:
-    server = await raw_server(after_a_good_answer(answer_with(data, end)), None)
+    server = await raw_server(
+        after_a_good_answer(resource, answer_with(data, end)), None
+    )
     client = make_client(
         base_url=f"http://127.0.0.1:{server.port}/ai-proxy",
         max_retries=2,
         timeout=Timeout(connect=2.0, read=0.2, total=10.0),
     )
-    assert isinstance(await client.completions.create(prompt="warm-up"), Completion)
+    assert resource.text(await resource.create(client, "warm-up")) == "hi"
     with pytest.raises(error_class):
-        await client.completions.create(prompt=PROMPT)
+        await resource.create(client, PROMPT)
     assert [request.connection for request in server.requests] == [1, 1], "sent again"
     assert checked_out(client) == 0
 
@@ -513,7 +530,7 @@ async def test_a_failed_tls_handshake_is_retried_and_never_carries_the_request(
     make_client: ClientFactory,
     cert: trustme.LeafCert,
 ) -> None:
-    server = await raw_server(answer_with(OK_ANSWER, "close"), cert)
+    server = await raw_server(answer_with(ok_answer(COMPLETIONS), "close"), cert)
     client = make_client(  # default TLS settings: the private CA is not trusted
         base_url=f"https://127.0.0.1:{server.port}/ai-proxy",
         max_retries=2,
@@ -534,17 +551,17 @@ async def test_ssl_context_lets_the_client_trust_a_private_ca(
     make_client: ClientFactory,
     server_tls: ssl.SSLContext,
     client_tls: ssl.SSLContext,
+    resource: Resource,
 ) -> None:
     keys: list[str | None] = []
 
     async def handler(request: web.Request) -> web.Response:
         keys.append(request.headers.get("apikey"))
-        return web.Response(body=COMPLETION_BODY, content_type="application/json")
+        return web.Response(body=resource.body("hi"), content_type="application/json")
 
     origin = await web_server(handler, server_tls)
     client = tls_client(make_client, client_tls, base_url=f"{origin}/ai-proxy")
-    completion = await client.completions.create(prompt=PROMPT)
-    assert completion.choices[0].text == "hi"
+    assert resource.text(await resource.create(client, PROMPT)) == "hi"
     assert keys == [API_KEY]
 
 
@@ -552,16 +569,17 @@ async def test_by_default_a_server_of_an_unknown_ca_is_refused_before_the_key_is
     web_server: WebServerFactory,
     make_client: ClientFactory,
     server_tls: ssl.SSLContext,
+    resource: Resource,
 ) -> None:
     calls: list[web.Request] = []
 
     async def handler(request: web.Request) -> web.Response:
         calls.append(request)
-        return web.Response(body=COMPLETION_BODY, content_type="application/json")
+        return web.Response(body=resource.body("hi"), content_type="application/json")
 
     origin = await web_server(handler, server_tls)
     client = make_client(base_url=f"{origin}/ai-proxy", timeout=QUICK)
     with pytest.raises(APIConnectionError) as info:
-        await client.completions.create(prompt=PROMPT)
+        await resource.create(client, PROMPT)
     assert calls == []
     assert API_KEY not in str(info.value)

@@ -25,8 +25,8 @@ from enkrypt_async._retry import (
 )
 
 from .conftest import (
-    REFERENCE,
     ClientFactory,
+    Resource,
     ServerFactory,
     checked_out,
     json_response,
@@ -112,80 +112,100 @@ def test_retry_after_beyond_the_cap_means_give_up() -> None:
 
 
 async def _flaky_server(
-    make_server: ServerFactory, failures: list[tuple[int, dict[str, str]]]
+    make_server: ServerFactory,
+    resource: Resource,
+    failures: list[tuple[int, dict[str, str]]],
 ) -> tuple[str, list[int]]:
-    """Answer each status of ``failures`` in turn, then the reference completion."""
+    """Answer each status of ``failures`` in turn, then "recovered"."""
     calls: list[int] = []
 
     async def handler(request: web.Request) -> web.Response:
+        assert request.path == "/ai-proxy" + resource.path
         calls.append(len(calls))
         if failures:
             status, headers = failures.pop(0)
             return json_response({"error": {"message": "try later"}}, status, headers)
-        return json_response(REFERENCE)
+        return json_response(resource.body("recovered"))
 
     return await make_server(handler), calls
 
 
 @pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504])
 async def test_retryable_status_is_retried_until_success(
-    make_server: ServerFactory, make_client: ClientFactory, status: int
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    status: int,
+    resource: Resource,
 ) -> None:
     base_url, calls = await _flaky_server(
-        make_server, [(status, {"Retry-After": "0"})] * 2
+        make_server, resource, [(status, {"Retry-After": "0"})] * 2
     )
     client = make_client(base_url=base_url, max_retries=2)
-    completion = await client.completions.create(prompt="hi")
-    assert completion.id == REFERENCE["id"]
+    answer = await resource.create(client, "hi")
+    assert resource.text(answer) == "recovered"
     assert len(calls) == 3
     assert checked_out(client) == 0
 
 
 async def test_retries_stop_after_max_retries_with_the_last_error(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
     base_url, calls = await _flaky_server(
-        make_server, [(429, {"retry-after-ms": "1"})] * 5
+        make_server, resource, [(429, {"retry-after-ms": "1"})] * 5
     )
     client = make_client(base_url=base_url, max_retries=2)
     with pytest.raises(RateLimitError):
-        await client.completions.create(prompt="hi")
+        await resource.create(client, "hi")
     assert len(calls) == 3
 
 
 async def test_per_request_max_retries_overrides_the_client(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
-    base_url, calls = await _flaky_server(make_server, [(503, {"Retry-After": "0"})])
+    base_url, calls = await _flaky_server(
+        make_server, resource, [(503, {"Retry-After": "0"})]
+    )
     client = make_client(base_url=base_url, max_retries=5)
     with pytest.raises(Exception, match="503"):
-        await client.completions.create(prompt="hi", max_retries=0)
+        await resource.create(client, "hi", max_retries=0)
     assert len(calls) == 1
 
 
 async def test_non_retryable_status_fails_at_once(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
-    base_url, calls = await _flaky_server(make_server, [(400, {})])
+    base_url, calls = await _flaky_server(make_server, resource, [(400, {})])
     client = make_client(base_url=base_url, max_retries=3)
     with pytest.raises(BadRequestError):
-        await client.completions.create(prompt="hi")
+        await resource.create(client, "hi")
     assert len(calls) == 1
 
 
 async def test_retry_after_beyond_the_cap_fails_at_once(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
-    base_url, calls = await _flaky_server(make_server, [(429, {"Retry-After": "3600"})])
+    base_url, calls = await _flaky_server(
+        make_server, resource, [(429, {"Retry-After": "3600"})]
+    )
     client = make_client(base_url=base_url, max_retries=3)
     with pytest.raises(RateLimitError) as info:
-        await client.completions.create(prompt="hi")
+        await resource.create(client, "hi")
     assert info.value.headers["Retry-After"] == "3600"
     assert len(calls) == 1
 
 
 async def test_connection_errors_are_retried(
-    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+    make_client: ClientFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    resource: Resource,
 ) -> None:
     slept: list[float] = []
 
@@ -197,13 +217,15 @@ async def test_connection_errors_are_retried(
         base_url=f"http://127.0.0.1:{unused_port()}/ai-proxy", max_retries=3
     )
     with pytest.raises(APIConnectionError):
-        await client.completions.create(prompt="hi")
+        await resource.create(client, "hi")
     assert len(slept) == 3
     assert all(0.75 * b <= d <= b for d, b in zip(slept, [0.5, 1.0, 2.0], strict=True))
 
 
 async def test_a_guardrails_block_is_never_retried_whatever_its_status(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
     calls: list[int] = []
     body = {
@@ -217,5 +239,5 @@ async def test_a_guardrails_block_is_never_retried_whatever_its_status(
 
     client = make_client(base_url=await make_server(handler), max_retries=3)
     with pytest.raises(GuardrailsBlockedError):
-        await client.completions.create(prompt="hi")
+        await resource.create(client, "hi")
     assert calls == [1]

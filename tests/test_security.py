@@ -20,7 +20,14 @@ from enkrypt_async import (
 )
 from enkrypt_async._config import setup_logging
 
-from .conftest import API_KEY, DEPLOYMENT, ClientFactory, ServerFactory, json_response
+from .conftest import (
+    API_KEY,
+    DEPLOYMENT,
+    ClientFactory,
+    Resource,
+    ServerFactory,
+    json_response,
+)
 
 
 @pytest.mark.parametrize(
@@ -75,6 +82,7 @@ async def test_a_failing_retrying_debug_run_never_prints_the_key(
     make_client: ClientFactory,
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
+    resource: Resource,
 ) -> None:
     async def handler(request: web.Request) -> web.Response:
         assert request.headers["apikey"] == API_KEY
@@ -83,7 +91,7 @@ async def test_a_failing_retrying_debug_run_never_prints_the_key(
     caplog.set_level(logging.DEBUG, logger="enkrypt_async")
     client = make_client(base_url=await make_server(handler), max_retries=2)
     with pytest.raises(InternalServerError) as info:
-        await client.completions.create(prompt="hi")
+        await resource.create(client, "hi")
     error = info.value
     printed = "\n".join(
         [caplog.text, *capsys.readouterr(), str(error), repr(error), repr(client)]
@@ -124,9 +132,11 @@ def test_setup_logging_without_a_level_leaves_logging_alone() -> None:
 
 
 async def test_compressed_body_is_capped_after_decompression(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
-    bomb = gzip.compress(b'{"choices": [{"text": "' + b"a" * 5_000_000 + b'"}]}')
+    bomb = gzip.compress(resource.body("a" * 5_000_000))
     assert len(bomb) < 10_000
 
     async def handler(request: web.Request) -> web.Response:
@@ -139,11 +149,13 @@ async def test_compressed_body_is_capped_after_decompression(
         base_url=await make_server(handler), max_response_size=1_000_000
     )
     with pytest.raises(APIError, match="1000000-byte limit"):
-        await client.completions.create(prompt="hi")
+        await resource.create(client, "hi")
 
 
 async def test_endless_line_in_a_stream_fails_at_the_event_cap(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
     async def handler(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -157,7 +169,7 @@ async def test_endless_line_in_a_stream_fails_at_the_event_cap(
         return response
 
     client = make_client(base_url=await make_server(handler), max_event_size=1 << 20)
-    stream = await client.completions.create(prompt="hi", stream=True)
+    stream = await resource.create(client, "hi", stream=True)
     with pytest.raises(StreamError, match="1048576"):
         async with stream:
             await stream.collect()

@@ -1,4 +1,8 @@
-"""CompletionStream against real aiohttp.web servers on 127.0.0.1."""
+"""Streams against real aiohttp.web servers on 127.0.0.1.
+
+Tests taking ``resource`` hold for `CompletionStream` and `ChatCompletionStream`
+alike; the others are about completion chunks (their fields, `collect`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import gc
 import itertools
 import json
 import tracemalloc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -27,10 +31,14 @@ from enkrypt_async import (
 )
 
 from .conftest import (
+    COMPLETIONS,
     REFERENCE,
+    AnyStream,
     ClientFactory,
+    Resource,
     ServerFactory,
     checked_out,
+    hold_until_gone,
     json_response,
 )
 
@@ -89,16 +97,23 @@ async def stream_of(
     return stream
 
 
-async def read_into(stream: CompletionStream, seen: list[str]) -> None:
+async def open_stream(
+    resource: Resource, make_client: ClientFactory, base_url: str, **kwargs: Any
+) -> AnyStream:
+    client = make_client(base_url=base_url)
+    return await resource.create(client, "hi", stream=True, **kwargs)
+
+
+async def read_into(resource: Resource, stream: AnyStream, seen: list[str]) -> None:
     """Append each chunk's text to ``seen`` as it arrives (kept if it fails)."""
     async with stream:
         async for item in stream:
-            seen.append(item.choices[0].text)  # noqa: PERF401 - partial on error
+            seen.append(resource.chunk_text(item))  # noqa: PERF401 - partial on error
 
 
-async def texts(stream: CompletionStream) -> list[str]:
+async def texts(resource: Resource, stream: AnyStream) -> list[str]:
     async with stream:
-        return [c.choices[0].text async for c in stream]
+        return [resource.chunk_text(c) async for c in stream]
 
 
 async def test_stream_yields_completion_chunks_until_done(
@@ -134,47 +149,68 @@ async def test_stream_yields_completion_chunks_until_done(
     ],
 )
 async def test_every_line_ending_framing_works(
-    make_server: ServerFactory, make_client: ClientFactory, eol: bytes
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    eol: bytes,
+    resource: Resource,
 ) -> None:
-    body = event(chunk("a"), eol) + event(chunk("b"), eol) + b"data: [DONE]" + eol + eol
-    stream = await stream_of(make_client, await sse_server(make_server, [body]))
-    assert await texts(stream) == ["a", "b"]
+    body = (
+        event(resource.chunk("a"), eol)
+        + event(resource.chunk("b"), eol)
+        + b"data: [DONE]"
+        + eol
+        + eol
+    )
+    stream = await open_stream(
+        resource, make_client, await sse_server(make_server, [body])
+    )
+    assert await texts(resource, stream) == ["a", "b"]
 
 
 async def test_comments_ids_and_retry_fields_between_events_are_skipped(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
     body = (
         b": keep-alive\n\n"
         + b"id: 1\nretry: 3000\n"
-        + event(chunk("a"))
+        + event(resource.chunk("a"))
         + b": ping\n\nevent: ping\n\n"
         + b"id: 2\n"
-        + event(chunk("b"))
+        + event(resource.chunk("b"))
         + b"data:\n\n"
         + DONE
     )
-    stream = await stream_of(make_client, await sse_server(make_server, [body]))
-    assert await texts(stream) == ["a", "b"]
+    stream = await open_stream(
+        resource, make_client, await sse_server(make_server, [body])
+    )
+    assert await texts(resource, stream) == ["a", "b"]
 
 
 async def test_unknown_event_types_are_ignored(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
-    body = b"event: heartbeat\ndata: {}\n\n" + event(chunk("a")) + DONE
-    stream = await stream_of(make_client, await sse_server(make_server, [body]))
-    assert await texts(stream) == ["a"]
+    body = b"event: heartbeat\ndata: {}\n\n" + event(resource.chunk("a")) + DONE
+    stream = await open_stream(
+        resource, make_client, await sse_server(make_server, [body])
+    )
+    assert await texts(resource, stream) == ["a"]
 
 
 async def test_events_split_at_every_byte_arrive_intact(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
-    body = event(chunk("héllo wörld ✓ 🎉")) + event(chunk("ß")) + DONE
+    body = event(resource.chunk("héllo wörld ✓ 🎉")) + event(resource.chunk("ß")) + DONE
     pieces = [body[i : i + 1] for i in range(len(body))]
-    stream = await stream_of(
-        make_client, await sse_server(make_server, pieces, pause=0.0005)
+    stream = await open_stream(
+        resource, make_client, await sse_server(make_server, pieces, pause=0.0005)
     )
-    assert await texts(stream) == ["héllo wörld ✓ 🎉", "ß"]
+    assert await texts(resource, stream) == ["héllo wörld ✓ 🎉", "ß"]
 
 
 @pytest.mark.parametrize("split", [1, 7, 20, 41, 42, 43, 60])
@@ -189,17 +225,21 @@ async def test_a_split_inside_a_multibyte_character_is_rejoined(
     stream = await stream_of(
         make_client, await sse_server(make_server, pieces, pause=0.01)
     )
-    assert await texts(stream) == ["ü✓🎉"]
+    assert await texts(COMPLETIONS, stream) == ["ü✓🎉"]
 
 
 async def test_json_split_over_several_data_lines_is_joined(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
-    body = (
-        b'data: {"choices":\ndata: [{"text": "joined",\ndata: "index": 0}]}\n\n' + DONE
+    # The chunk's JSON cut into three data lines after its commas.
+    lines = resource.chunk("joined").replace(b", ", b",\ndata: ")
+    body = b"data: " + lines + b"\n\n" + DONE
+    stream = await open_stream(
+        resource, make_client, await sse_server(make_server, [body])
     )
-    stream = await stream_of(make_client, await sse_server(make_server, [body]))
-    assert await texts(stream) == ["joined"]
+    assert await texts(resource, stream) == ["joined"]
 
 
 async def test_interleaved_choices_collect_into_one_completion(
@@ -286,13 +326,14 @@ async def test_error_event_in_stream_raises_stream_error(
     message: str,
     code: object,
     kind: str | None,
+    resource: Resource,
 ) -> None:
-    pieces = [event(chunk("a")), event(json.dumps(payload).encode()), DONE]
+    pieces = [event(resource.chunk("a")), event(json.dumps(payload).encode()), DONE]
     client = make_client(base_url=await sse_server(make_server, pieces))
-    stream = await client.completions.create(prompt="hi", stream=True)
+    stream = await resource.create(client, "hi", stream=True)
     seen: list[str] = []
     with pytest.raises(StreamError, match=message) as info:
-        await read_into(stream, seen)
+        await read_into(resource, stream, seen)
     assert seen == ["a"]
     assert info.value.code == code
     assert info.value.type == kind
@@ -300,71 +341,91 @@ async def test_error_event_in_stream_raises_stream_error(
 
 
 async def test_sse_error_event_type_raises_stream_error(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
     body = b"event: error\ndata: upstream went away\n\n"
-    stream = await stream_of(make_client, await sse_server(make_server, [body]))
+    stream = await open_stream(
+        resource, make_client, await sse_server(make_server, [body])
+    )
     with pytest.raises(StreamError, match="upstream went away"):
-        await texts(stream)
+        await texts(resource, stream)
 
 
 @pytest.mark.parametrize(
     "tail",
     [
-        pytest.param(b"", id="clean-end"),
-        pytest.param(b"data: [DO", id="partial-done"),
-        pytest.param(b'data: {"choices": [{"text": "lost"}]}\n', id="unterminated"),
+        pytest.param(lambda resource: b"", id="clean-end"),
+        pytest.param(lambda resource: b"data: [DO", id="partial-done"),
+        pytest.param(
+            lambda resource: b"data: " + resource.chunk("lost") + b"\n",
+            id="unterminated",
+        ),
     ],
 )
 async def test_stream_ending_without_done_raises_stream_error(
-    make_server: ServerFactory, make_client: ClientFactory, tail: bytes
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    tail: Callable[[Resource], bytes],
+    resource: Resource,
 ) -> None:
-    pieces = [event(chunk("a")), tail]
+    pieces = [event(resource.chunk("a")), tail(resource)]
     client = make_client(base_url=await sse_server(make_server, pieces))
-    stream = await client.completions.create(prompt="hi", stream=True)
+    stream = await resource.create(client, "hi", stream=True)
     seen: list[str] = []
     with pytest.raises(StreamError, match="truncated"):
-        await read_into(stream, seen)
+        await read_into(resource, stream, seen)
     assert seen == ["a"]
     assert checked_out(client) == 0
 
 
 async def test_malformed_chunk_raises_stream_error(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
-    pieces = [event(b'{"choices": [{"text": '), DONE]
-    stream = await stream_of(make_client, await sse_server(make_server, pieces))
+    pieces = [event(resource.chunk("a")[:-3]), DONE]  # the JSON cut short
+    stream = await open_stream(
+        resource, make_client, await sse_server(make_server, pieces)
+    )
     with pytest.raises(StreamError, match="Malformed chunk"):
-        await texts(stream)
+        await texts(resource, stream)
 
 
 async def test_event_over_max_event_size_raises_stream_error(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
-    pieces = [event(chunk("x" * 5000)), DONE]
+    pieces = [event(resource.chunk("x" * 5000)), DONE]
     client = make_client(
         base_url=await sse_server(make_server, pieces), max_event_size=1024
     )
-    stream = await client.completions.create(prompt="hi", stream=True)
+    stream = await resource.create(client, "hi", stream=True)
     with pytest.raises(StreamError, match="1024"):
-        await texts(stream)
+        await texts(resource, stream)
     assert checked_out(client) == 0
 
 
 async def test_http_error_raises_at_await_before_any_chunk(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
     async def handler(request: web.Request) -> web.Response:
         return json_response({"error": {"message": "slow down"}}, 429)
 
     client = make_client(base_url=await make_server(handler))
     with pytest.raises(RateLimitError, match="slow down"):
-        await client.completions.create(prompt="hi", stream=True)
+        await resource.create(client, "hi", stream=True)
     assert checked_out(client) == 0
 
 
 async def test_guardrails_block_on_a_stream_raises_at_await(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
     body = {
         "error": {"message": "blocked"},
@@ -378,43 +439,48 @@ async def test_guardrails_block_on_a_stream_raises_at_await(
 
     client = make_client(base_url=await make_server(handler))
     with pytest.raises(GuardrailsBlockedError) as info:
-        await client.completions.create(prompt="hi", stream=True)
+        await resource.create(client, "hi", stream=True)
     assert info.value.detections.flagged["input"] == ["injection_attack"]
 
 
 async def test_json_answer_to_a_stream_request_is_one_chunk(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
     async def handler(request: web.Request) -> web.Response:
-        return json_response(REFERENCE)
+        return json_response(resource.body("whole"))
 
     client = make_client(base_url=await make_server(handler))
-    stream = await client.completions.create(prompt="hi", stream=True)
-    async with stream:
-        chunks = [c async for c in stream]
-    assert len(chunks) == 1
-    assert chunks[0].choices[0].seed == 14925105257546449000
+    stream = await resource.create(client, "hi", stream=True)
+    assert await texts(resource, stream) == ["whole"]
     assert checked_out(client) == 0
 
 
 async def test_malformed_json_answer_to_a_stream_request_raises_decode_error(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
     async def handler(request: web.Request) -> web.Response:
         return json_response(b"{oops")
 
-    stream = await stream_of(make_client, await make_server(handler))
+    stream = await open_stream(resource, make_client, await make_server(handler))
     with pytest.raises(DecodeError):
-        await texts(stream)
+        await texts(resource, stream)
 
 
 async def test_iterating_a_consumed_stream_raises_stream_consumed_error(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
-    stream = await stream_of(
-        make_client, await sse_server(make_server, [event(chunk("a")), DONE])
+    stream = await open_stream(
+        resource,
+        make_client,
+        await sse_server(make_server, [event(resource.chunk("a")), DONE]),
     )
-    assert await texts(stream) == ["a"]
+    assert await texts(resource, stream) == ["a"]
     with pytest.raises(StreamConsumedError, match="already consumed"):
         async for _ in stream:
             pass
@@ -423,69 +489,77 @@ async def test_iterating_a_consumed_stream_raises_stream_consumed_error(
 
 
 async def test_stalled_server_hits_the_idle_read_timeout(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
     async def handler(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        await response.write(event(chunk("a")))
-        await asyncio.sleep(10)
+        await response.write(event(resource.chunk("a")))
+        await hold_until_gone(request)
         return response
 
     client = make_client(base_url=await make_server(handler), timeout=Timeout(read=0.3))
-    stream = await client.completions.create(prompt="hi", stream=True)
+    stream = await resource.create(client, "hi", stream=True)
     seen: list[str] = []
     with pytest.raises(APITimeoutError, match="Timeout on reading"):
-        await read_into(stream, seen)
+        await read_into(resource, stream, seen)
     assert seen == ["a"]
     assert checked_out(client) == 0
 
 
 async def test_slow_but_steady_stream_is_not_cut_by_the_read_timeout(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
-    pieces = [event(chunk(str(i))) for i in range(6)] + [DONE]
+    pieces = [event(resource.chunk(str(i))) for i in range(6)] + [DONE]
     client = make_client(
         base_url=await sse_server(make_server, pieces, pause=0.1),
         timeout=Timeout(read=0.5),
     )
-    stream = await client.completions.create(prompt="hi", stream=True)
-    assert await texts(stream) == [str(i) for i in range(6)]
+    stream = await resource.create(client, "hi", stream=True)
+    assert await texts(resource, stream) == [str(i) for i in range(6)]
 
 
 async def test_connection_reset_mid_stream_raises_our_error(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
     async def handler(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        await response.write(event(chunk("a")))
+        await response.write(event(resource.chunk("a")))
         await asyncio.sleep(0.05)
         assert request.transport is not None
         request.transport.abort()
         return response
 
     client = make_client(base_url=await make_server(handler))
-    stream = await client.completions.create(prompt="hi", stream=True)
+    stream = await resource.create(client, "hi", stream=True)
     with pytest.raises((StreamError, APIConnectionError)) as info:
-        await texts(stream)
+        await texts(resource, stream)
     assert info.value.__cause__ is not None
     assert checked_out(client) == 0
 
 
 async def test_aclose_from_another_task_stops_the_reader_with_stream_error(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
     async def handler(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        await response.write(event(chunk("a")))
-        await asyncio.sleep(10)
+        await response.write(event(resource.chunk("a")))
+        await hold_until_gone(request)
         return response
 
     client = make_client(base_url=await make_server(handler))
-    stream = await client.completions.create(prompt="hi", stream=True)
-    assert (await stream.__anext__()).choices[0].text == "a"
+    stream = await resource.create(client, "hi", stream=True)
+    assert resource.chunk_text(await stream.__anext__()) == "a"
     reader = asyncio.create_task(stream.__anext__())
     await asyncio.sleep(0.05)
     await stream.aclose()
@@ -496,7 +570,9 @@ async def test_aclose_from_another_task_stops_the_reader_with_stream_error(
 
 
 async def test_completed_stream_returns_its_connection_to_the_pool(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
     peers: set[object] = set()
 
@@ -505,23 +581,25 @@ async def test_completed_stream_returns_its_connection_to_the_pool(
         peers.add(request.transport.get_extra_info("peername"))
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        await response.write(event(chunk("a")))
+        await response.write(event(resource.chunk("a")))
         await response.write(DONE)
         await response.write_eof()
         return response
 
     client = make_client(base_url=await make_server(handler))
     for _ in range(5):
-        stream = await client.completions.create(prompt="hi", stream=True)
-        assert await texts(stream) == ["a"]
+        stream = await resource.create(client, "hi", stream=True)
+        assert await texts(resource, stream) == ["a"]
     assert len(peers) == 1, "the keep-alive connection is reused"
     assert checked_out(client) == 0
 
 
 async def test_ten_thousand_chunks_stream_in_flat_memory(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
-    one = event(chunk("token "))
+    one = event(resource.chunk("token "))
 
     async def handler(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -532,7 +610,7 @@ async def test_ten_thousand_chunks_stream_in_flat_memory(
         return response
 
     client = make_client(base_url=await make_server(handler))
-    stream = await client.completions.create(prompt="hi", stream=True)
+    stream = await resource.create(client, "hi", stream=True)
     count = 0
     checkpoints: list[int] = []
     tracemalloc.start()
@@ -553,63 +631,82 @@ async def test_ten_thousand_chunks_stream_in_flat_memory(
 
 @pytest.mark.parametrize("cut", [3, 5, 8, 10])
 async def test_error_event_split_across_reads_after_plain_chunks_still_raises(
-    make_server: ServerFactory, make_client: ClientFactory, cut: int
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    cut: int,
+    resource: Resource,
 ) -> None:
     error = event(json.dumps({"error": {"message": "cut in two"}}).encode())
-    body = event(chunk("a")) + event(chunk("b")) + error + DONE
+    body = event(resource.chunk("a")) + event(resource.chunk("b")) + error + DONE
     split = body.index(b'"error"') + cut - 3  # inside or around the key
-    stream = await stream_of(
+    stream = await open_stream(
+        resource,
         make_client,
         await sse_server(make_server, [body[:split], body[split:]], pause=0.05),
     )
     seen: list[str] = []
     with pytest.raises(StreamError, match="cut in two"):
-        await read_into(stream, seen)
+        await read_into(resource, stream, seen)
     assert seen == ["a", "b"]
 
 
 async def test_plain_chunks_on_the_fast_path_keep_order_across_partial_reads(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
-    body = b"".join(event(chunk(f"{i:04d}")) for i in range(600)) + DONE
+    body = b"".join(event(resource.chunk(f"{i:04d}")) for i in range(600)) + DONE
     # Writes cut at odd places, so reads end inside events and lines.
     cuts = [*list(range(0, len(body), 7919)), len(body)]
     pieces = [body[a:b] for a, b in itertools.pairwise(cuts)]
-    stream = await stream_of(
-        make_client, await sse_server(make_server, pieces, pause=0.002)
+    stream = await open_stream(
+        resource, make_client, await sse_server(make_server, pieces, pause=0.002)
     )
-    assert await texts(stream) == [f"{i:04d}" for i in range(600)]
+    assert await texts(resource, stream) == [f"{i:04d}" for i in range(600)]
 
 
 async def test_a_malformed_chunk_on_the_fast_path_raises_after_the_good_ones(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
-    body = event(chunk("a")) + event(chunk("b")) + event(b"{broken") + DONE
-    stream = await stream_of(make_client, await sse_server(make_server, [body]))
+    body = (
+        event(resource.chunk("a"))
+        + event(resource.chunk("b"))
+        + event(b"{broken")
+        + DONE
+    )
+    stream = await open_stream(
+        resource, make_client, await sse_server(make_server, [body])
+    )
     seen: list[str] = []
     with pytest.raises(StreamError, match="Malformed chunk"):
-        await read_into(stream, seen)
+        await read_into(resource, stream, seen)
     assert seen == ["a", "b"]
 
 
 async def test_the_event_size_cap_holds_on_the_fast_path(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
-    small = event(chunk("s"))
-    body = small * 3 + event(chunk("x" * 3000)) + DONE
+    small = event(resource.chunk("s"))
+    body = small * 3 + event(resource.chunk("x" * 3000)) + DONE
     client = make_client(
         base_url=await sse_server(make_server, [small, body[len(small) :]], pause=0.05),
         max_event_size=2048,
     )
-    stream = await client.completions.create(prompt="hi", stream=True)
+    stream = await resource.create(client, "hi", stream=True)
     seen: list[str] = []
     with pytest.raises(StreamError, match="2048"):
-        await read_into(stream, seen)
+        await read_into(resource, stream, seen)
     assert seen == ["s", "s", "s"]
 
 
 async def test_a_connection_reused_after_a_stream_keeps_the_read_timeout(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
     calls: list[int] = []
 
@@ -618,17 +715,17 @@ async def test_a_connection_reused_after_a_stream_keeps_the_read_timeout(
         if len(calls) == 1:
             response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
             await response.prepare(request)
-            await response.write(event(chunk("a")) + DONE)
+            await response.write(event(resource.chunk("a")) + DONE)
             await response.write_eof()
             return response
-        await asyncio.sleep(10)  # the plain request that follows never answers
-        return json_response(REFERENCE)
+        await hold_until_gone(request)  # the plain request that follows: no answer
+        return json_response(resource.body("too late"))
 
     client = make_client(base_url=await make_server(handler), timeout=Timeout(read=0.3))
-    stream = await client.completions.create(prompt="hi", stream=True)
-    assert await texts(stream) == ["a"]
+    stream = await resource.create(client, "hi", stream=True)
+    assert await texts(resource, stream) == ["a"]
     with pytest.raises(APITimeoutError):
-        await client.completions.create(prompt="hi")
+        await resource.create(client, "hi")
     assert checked_out(client) == 0
 
 
@@ -654,54 +751,64 @@ async def test_a_read_of_many_chunks_is_decoded_one_chunk_at_a_time(
 
 
 async def test_plain_chunks_around_an_empty_data_event_and_after_done(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
     body = (
-        event(chunk("a"))
+        event(resource.chunk("a"))
         + b"data: \n\n"  # an empty event is skipped, like a keep-alive
-        + event(chunk("b"))
+        + event(resource.chunk("b"))
         + DONE
-        + event(chunk("after the end"))
+        + event(resource.chunk("after the end"))
     )
-    stream = await stream_of(
-        make_client, await sse_server(make_server, [event(chunk("0")), body])
+    stream = await open_stream(
+        resource,
+        make_client,
+        await sse_server(make_server, [event(resource.chunk("0")), body]),
     )
-    assert await texts(stream) == ["0", "a", "b"]
+    assert await texts(resource, stream) == ["0", "a", "b"]
 
 
 async def test_a_loop_broken_off_is_resumed_by_the_next_one_without_a_gap(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
-    body = b"".join(event(chunk(f"{i}")) for i in range(6)) + DONE
-    stream = await stream_of(make_client, await sse_server(make_server, [body]))
+    body = b"".join(event(resource.chunk(f"{i}")) for i in range(6)) + DONE
+    stream = await open_stream(
+        resource, make_client, await sse_server(make_server, [body])
+    )
     seen: list[str] = []
     async with stream:
         async for item in stream:
-            seen.append(item.choices[0].text)
+            seen.append(resource.chunk_text(item))
             if len(seen) == 2:
                 break
-        seen.append((await anext(stream)).choices[0].text)
+        seen.append(resource.chunk_text(await anext(stream)))
         iterator = aiter(stream)
-        seen.append((await anext(iterator)).choices[0].text)
-        seen += [item.choices[0].text async for item in stream]
+        seen.append(resource.chunk_text(await anext(iterator)))
+        seen += [resource.chunk_text(item) async for item in stream]
         with pytest.raises(StopAsyncIteration):
             await anext(iterator)
     assert seen == [f"{i}" for i in range(6)]
 
 
 async def test_a_consumer_slower_than_the_read_timeout_is_not_cut(
-    make_server: ServerFactory, make_client: ClientFactory
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
 ) -> None:
     # The timeout is for the server's silences, not for the caller's own pace.
-    body = event(chunk("a")) + event(chunk("b"))
+    body = event(resource.chunk("a")) + event(resource.chunk("b"))
     client = make_client(
         base_url=await sse_server(make_server, [body, DONE], pause=0.05),
         timeout=Timeout(read=0.2),
     )
-    stream = await client.completions.create(prompt="hi", stream=True)
+    stream = await resource.create(client, "hi", stream=True)
     seen: list[str] = []
     async with stream:
         async for item in stream:
-            seen.append(item.choices[0].text)
+            seen.append(resource.chunk_text(item))
             await asyncio.sleep(0.3)
     assert seen == ["a", "b"]
