@@ -1,27 +1,20 @@
-"""Retry arithmetic (pure) and the retry loop against a real server."""
+"""The retry policy, seen from outside: attempts and pauses against real servers."""
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import time
 from typing import Any
 
 import pytest
 from aiohttp import web
-from multidict import CIMultiDict
 
 from enkrypt_async import (
     APIConnectionError,
     BadRequestError,
     GuardrailsBlockedError,
     RateLimitError,
-)
-from enkrypt_async._retry import (
-    MAX_BACKOFF,
-    MAX_RETRY_AFTER,
-    backoff_delay,
-    retry_after,
-    retry_delay,
 )
 
 from .conftest import (
@@ -33,82 +26,99 @@ from .conftest import (
     unused_port,
 )
 
-NOW = 1_700_000_000.0
+#: The longest pause a server may ask for before the client gives up instead.
+MAX_RETRY_AFTER = 60
+
+
+@pytest.fixture
+def slept(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The pauses the client takes between attempts (it does not really sleep)."""
+    pauses: list[float] = []
+
+    async def no_sleep(delay: float, *args: Any) -> None:
+        pauses.append(delay)
+
+    monkeypatch.setattr(asyncio, "sleep", no_sleep)
+    return pauses
+
+
+async def _refused(
+    make_client: ClientFactory, resource: Resource, retries: int
+) -> None:
+    client = make_client(
+        base_url=f"http://127.0.0.1:{unused_port()}/ai-proxy", max_retries=retries
+    )
+    with pytest.raises(APIConnectionError):
+        await resource.create(client, "hi")
+
+
+async def test_backoff_doubles_from_half_a_second_up_to_the_cap(
+    make_client: ClientFactory, resource: Resource, slept: list[float]
+) -> None:
+    await _refused(make_client, resource, 7)
+    caps = [0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    assert len(slept) == len(caps)
+    assert all(
+        0.75 * cap <= pause <= cap for pause, cap in zip(slept, caps, strict=True)
+    )
+
+
+async def test_jitter_takes_off_at_most_a_quarter(
+    make_client: ClientFactory, resource: Resource, slept: list[float]
+) -> None:
+    for _ in range(10):
+        await _refused(make_client, resource, 1)
+    assert all(0.375 <= pause <= 0.5 for pause in slept)
+    assert len(set(slept)) > 1  # jittered: clients that failed together spread out
+
+
+def _http_date(offset: float) -> str:
+    return email.utils.formatdate(time.time() + offset, usegmt=True)
 
 
 @pytest.mark.parametrize(
-    ("retries_done", "expected"),
+    ("headers", "low", "high"),
     [
-        pytest.param(0, 0.5, id="first"),
-        pytest.param(1, 1.0, id="second"),
-        pytest.param(2, 2.0, id="third"),
-        pytest.param(4, 8.0, id="capped"),
-        pytest.param(10_000, MAX_BACKOFF, id="huge-stays-capped"),
+        pytest.param({}, 0.375, 0.5, id="none-backoff"),
+        pytest.param({"Retry-After": "3"}, 3.0, 3.0, id="seconds"),
+        pytest.param({"retry-after": "0"}, 0.0, 0.0, id="zero-lowercase"),
+        pytest.param({"retry-after-ms": "250"}, 0.25, 0.25, id="ms"),
+        pytest.param(
+            {"retry-after-ms": "250", "Retry-After": "9"}, 0.25, 0.25, id="ms-wins"
+        ),
+        pytest.param({"retry-after-ms": "x", "Retry-After": "9"}, 9, 9, id="bad-ms"),
+        pytest.param({"retry-after-ms": "-5", "Retry-After": "2"}, 2, 2, id="neg-ms"),
+        pytest.param({"Retry-After": "-3"}, 0.375, 0.5, id="negative-backoff"),
+        pytest.param({"Retry-After": "soon"}, 0.375, 0.5, id="garbage-backoff"),
+        pytest.param({"Retry-After": "DATE+30"}, 28.0, 30.0, id="http-date"),
+        pytest.param({"Retry-After": "DATE-30"}, 0.0, 0.0, id="http-date-past"),
+        pytest.param(
+            {"Retry-After": str(MAX_RETRY_AFTER)},
+            MAX_RETRY_AFTER,
+            MAX_RETRY_AFTER,
+            id="at-the-cap",
+        ),
     ],
 )
-def test_backoff_doubles_from_half_a_second_up_to_the_cap(
-    retries_done: int, expected: float
+async def test_retry_after_reads_every_form(
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
+    slept: list[float],
+    headers: dict[str, str],
+    low: float,
+    high: float,
 ) -> None:
-    assert backoff_delay(retries_done, jitter=0.0) == expected
-
-
-def test_jitter_takes_off_at_most_a_quarter() -> None:
-    assert backoff_delay(1, jitter=0.999999) == pytest.approx(0.75, abs=1e-5)
-    assert backoff_delay(1, jitter=0.5) == 0.875
-
-
-@pytest.mark.parametrize(
-    ("args"),
-    [pytest.param((-1, 0.0), id="negative"), pytest.param((0, 1.0), id="jitter")],
-)
-def test_backoff_rejects_bad_arguments(args: tuple[int, float]) -> None:
-    with pytest.raises(ValueError, match="jitter"):
-        backoff_delay(*args)
-
-
-def _headers(**values: str) -> CIMultiDict[str]:
-    return CIMultiDict((k.replace("_", "-"), v) for k, v in values.items())
-
-
-@pytest.mark.parametrize(
-    ("headers", "expected"),
-    [
-        pytest.param(_headers(), None, id="none"),
-        pytest.param(_headers(Retry_After="3"), 3.0, id="seconds"),
-        pytest.param(_headers(retry_after="0"), 0.0, id="zero-lowercase"),
-        pytest.param(_headers(retry_after_ms="250"), 0.25, id="ms"),
-        pytest.param(
-            _headers(retry_after_ms="250", Retry_After="9"), 0.25, id="ms-wins"
-        ),
-        pytest.param(_headers(retry_after_ms="x", Retry_After="9"), 9.0, id="bad-ms"),
-        pytest.param(_headers(retry_after_ms="-5", Retry_After="2"), 2.0, id="neg-ms"),
-        pytest.param(_headers(Retry_After="-3"), None, id="negative"),
-        pytest.param(_headers(Retry_After="soon"), None, id="garbage"),
-        pytest.param(
-            _headers(Retry_After=email.utils.formatdate(NOW + 30, usegmt=True)),
-            30.0,
-            id="http-date",
-        ),
-        pytest.param(
-            _headers(Retry_After=email.utils.formatdate(NOW - 30, usegmt=True)),
-            0.0,
-            id="http-date-past",
-        ),
-    ],
-)
-def test_retry_after_reads_every_form(
-    headers: CIMultiDict[str], expected: float | None
-) -> None:
-    assert retry_after(headers, NOW) == expected
-
-
-def test_retry_after_beyond_the_cap_means_give_up() -> None:
-    far = _headers(Retry_After=str(int(MAX_RETRY_AFTER) + 1))
-    near = _headers(Retry_After=str(int(MAX_RETRY_AFTER)))
-    assert retry_delay(0, far, now=NOW, jitter=0.0) is None
-    assert retry_delay(0, near, now=NOW, jitter=0.0) == MAX_RETRY_AFTER
-    assert retry_delay(3, _headers(), now=NOW, jitter=0.0) == 4.0
-    assert retry_delay(3, None, now=NOW, jitter=0.0) == 4.0
+    headers = {
+        name: _http_date(float(value[4:])) if value.startswith("DATE") else value
+        for name, value in headers.items()
+    }
+    url, calls = await _flaky_server(make_server, resource, [(429, headers)])
+    client = make_client(base_url=url, max_retries=1)
+    assert resource.text(await resource.create(client, "hi")) == "recovered"
+    assert len(calls) == 2
+    assert len(slept) == 1
+    assert low <= slept[0] <= high
 
 
 async def _flaky_server(

@@ -18,7 +18,6 @@ from enkrypt_async import (
     InternalServerError,
     StreamError,
 )
-from enkrypt_async._config import setup_logging
 
 from .conftest import (
     API_KEY,
@@ -124,10 +123,19 @@ def test_enkrypt_log_env_switches_on_stderr_logging() -> None:
     assert API_KEY not in result.stderr + result.stdout
 
 
-def test_setup_logging_without_a_level_leaves_logging_alone() -> None:
+@pytest.mark.parametrize(
+    "value", [pytest.param(None, id="unset"), pytest.param("verbose", id="unknown")]
+)
+def test_setup_logging_without_a_level_leaves_logging_alone(
+    monkeypatch: pytest.MonkeyPatch, value: str | None
+) -> None:
+    if value is None:
+        monkeypatch.delenv("ENKRYPT_LOG", raising=False)
+    else:
+        monkeypatch.setenv("ENKRYPT_LOG", value)
     logger = logging.getLogger("enkrypt_async")
     before = (logger.level, list(logger.handlers))
-    setup_logging(None)
+    EnkryptClient(api_key=API_KEY, deployment=DEPLOYMENT)
     assert (logger.level, list(logger.handlers)) == before
 
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import enkrypt_async._sse
 import enkrypt_async.sse
-from enkrypt_async._exceptions import EnkryptError, StreamError
+from enkrypt_async import EnkryptError, StreamError
 from enkrypt_async.sse import ServerSentEvent, SSEDecoder
 
 E = ServerSentEvent
