@@ -10,7 +10,7 @@ nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
 
-SOURCES = ["enkrypt_async", "tests", "fuzz", "benchmarks", "noxfile.py"]
+SOURCES = ["enkrypt_async", "tests", "examples", "fuzz", "benchmarks", "noxfile.py"]
 
 
 @nox.session
@@ -32,8 +32,8 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over the package and the tests."""
-    session.install("-e", ".[test,lint]")
-    session.run("mypy", "--strict", "enkrypt_async", "tests")
+    session.install("-e", ".[test,lint,fastapi]")
+    session.run("mypy", "--strict", "enkrypt_async", "tests", "examples")
 
 
 @nox.session

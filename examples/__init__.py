@@ -1,0 +1,1 @@
+"""Examples of enkrypt_async in use."""

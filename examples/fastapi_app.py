@@ -1,0 +1,105 @@
+"""An OpenAI-compatible gateway that sends every request through Enkrypt's guardrails.
+
+Point any OpenAI client at it (``base_url="http://127.0.0.1:8000/v1"``): it serves
+``POST /v1/completions`` and ``POST /v1/chat/completions``, streamed or not, and
+``GET /healthz``. The deployment, not the request's ``model``, picks the model.
+
+Run it::
+
+    pip install ".[fastapi]" uvicorn
+    ENKRYPT_API_KEY=... ENKRYPT_DEPLOYMENT=... uvicorn examples.fastapi_app:app
+
+Settings come from the ``ENKRYPT_*`` environment variables (``ENKRYPT_BASE_URL``
+too); `create_app` takes any other `EnkryptClient` argument, such as ``timeout``.
+A blocked prompt is answered 400 with ``enkrypt_policy_detections``, an upstream
+429 keeps its status and ``Retry-After``, a timeout is a 504 and any other upstream
+failure a 502.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+from enkrypt_async import ConfigurationError
+from enkrypt_async.fastapi import (
+    EnkryptClientDep,
+    EnkryptJSONResponse,
+    EventSourceResponse,
+    enkrypt_lifespan,
+    install_exception_handlers,
+)
+
+
+def _invalid_request(message: str, param: str | None = None) -> Response:
+    """A 400 in OpenAI's error format."""
+    error = {"message": message, "type": "invalid_request_error", "param": param}
+    return EnkryptJSONResponse({"error": {**error, "code": None}}, status_code=400)
+
+
+async def _bad_arguments(request: Request, exc: Exception) -> Response:
+    return _invalid_request(str(exc))
+
+
+async def _forward(
+    request: Request, create: Callable[..., Awaitable[Any]], required: str
+) -> Response:
+    """Send the request's OpenAI body through ``create`` and relay the answer.
+
+    The parameters ``create`` knows are passed by name, the others in
+    ``extra_body``; ``model`` is dropped, since the deployment decides it.
+    """
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return _invalid_request("The body must be a JSON object")
+    if required not in body:
+        return _invalid_request(f"Missing required parameter: {required}", required)
+    body.pop("model", None)
+    stream = body.pop("stream", False) is True
+    parameters = inspect.signature(create).parameters.values()
+    known = {p.name for p in parameters if p.kind is p.KEYWORD_ONLY} - {"extra_body"}
+    named = {key: value for key, value in body.items() if key in known}
+    extra = {key: value for key, value in body.items() if key not in known}
+    answer = await create(**named, stream=stream, extra_body=extra or None)
+    return EventSourceResponse(answer) if stream else EnkryptJSONResponse(answer)
+
+
+def create_app(**client_settings: Any) -> FastAPI:
+    """The gateway, with one `EnkryptClient` built from ``client_settings``.
+
+    Args:
+        **client_settings: Arguments of `EnkryptClient`; what is left out comes
+            from the ``ENKRYPT_*`` environment variables.
+
+    Returns:
+        The FastAPI application.
+    """
+    app = FastAPI(
+        title="Enkrypt guarded gateway", lifespan=enkrypt_lifespan(**client_settings)
+    )
+    install_exception_handlers(app)
+    app.add_exception_handler(ConfigurationError, _bad_arguments)
+
+    @app.post("/v1/completions")
+    async def completions(request: Request, client: EnkryptClientDep) -> Response:
+        return await _forward(request, client.completions.create, "prompt")
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request, client: EnkryptClientDep) -> Response:
+        return await _forward(request, client.chat.completions.create, "messages")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+app = create_app()
