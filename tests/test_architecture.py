@@ -123,14 +123,17 @@ def test_a_resource_imports_no_other_resource_and_not_the_client() -> None:
             assert dep != "enkrypt_async._client", name
 
 
-def test_the_core_never_imports_the_testing_tools_or_the_command_line() -> None:
+#: The layers on top of the core: they import it, never the other way.
+TOP = ("enkrypt_async.testing", "enkrypt_async.cli", "enkrypt_async.fastapi")
+
+
+def test_the_core_never_imports_the_testing_tools_the_command_line_or_fastapi() -> None:
     for name in MODULES:
-        if name.startswith(("enkrypt_async.testing", "enkrypt_async.cli")):
-            continue
-        if name == "enkrypt_async.__main__":
+        if name.startswith(TOP) or name == "enkrypt_async.__main__":
             continue
         for dep in _reachable(name):
-            assert not dep.startswith(("enkrypt_async.testing", "enkrypt_async.cli")), (
-                name,
-                dep,
-            )
+            assert not dep.startswith(TOP), (name, dep)
+
+
+def test_the_fastapi_integration_uses_public_names_only() -> None:
+    assert _runtime_deps("enkrypt_async.fastapi") <= {"enkrypt_async"}
