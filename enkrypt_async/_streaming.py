@@ -101,7 +101,6 @@ class Stream(Generic[ChunkT]):
             max_response_size,
             self._answer_as_chunk(),
         )
-        self._busy = False
 
     def _answer_as_chunk(self) -> Callable[[bytes, str | None], ChunkT] | None:
         """How a whole JSON answer to the stream request becomes its one chunk.
