@@ -25,6 +25,7 @@ from enkrypt_async import (
     CompletionStream,
     EnkryptClient,
 )
+from enkrypt_async.testing import DeploymentPolicy, EnkryptEmulator
 
 DATA = Path(__file__).parent / "data"
 REFERENCE_BYTES = (DATA / "completion_reference.json").read_bytes()
@@ -178,6 +179,25 @@ async def make_server() -> AsyncIterator[ServerFactory]:
     yield start
     for runner in runners:
         await runner.cleanup()
+
+
+#: An emulator deployment that blocks nothing (see the `emu` fixture).
+OPEN = "open"
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[EnkryptEmulator]:
+    """An emulator with the default deployment and `OPEN`, which blocks nothing."""
+    policies = {OPEN: DeploymentPolicy(block=())}
+    async with EnkryptEmulator(deployments=policies) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+async def session(emu: EnkryptEmulator) -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain aiohttp session carrying the emulator's key and deployment."""
+    async with aiohttp.ClientSession(headers=emu.headers) as client:
+        yield client
 
 
 @pytest.fixture

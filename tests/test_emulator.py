@@ -7,7 +7,6 @@ import json
 import re
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,22 +24,10 @@ from enkrypt_async.testing import (
 from enkrypt_async.testing._generate import CORPUS
 from enkrypt_async.testing._guardrails import run_guardrails
 
+from .conftest import OPEN
+
 JSON = dict[str, Any]
 REPO_ROOT = Path(__file__).resolve().parents[1]
-OPEN = "open"  # a deployment that blocks nothing
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[EnkryptEmulator]:
-    policies = {OPEN: DeploymentPolicy(block=())}
-    async with EnkryptEmulator(deployments=policies) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-async def session(emu: EnkryptEmulator) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(headers=emu.headers) as client:
-        yield client
 
 
 async def post(
@@ -48,19 +35,25 @@ async def post(
     emu: EnkryptEmulator,
     body: object,
     headers: dict[str, str] | None = None,
+    *,
+    path: str = "/completions",
 ) -> tuple[int, JSON]:
     async with session.post(
-        f"{emu.base_url}/completions", json=body, headers=headers
+        f"{emu.base_url}{path}", json=body, headers=headers
     ) as response:
         return response.status, await response.json()
 
 
 async def stream(
-    session: aiohttp.ClientSession, emu: EnkryptEmulator, body: JSON
+    session: aiohttp.ClientSession,
+    emu: EnkryptEmulator,
+    body: JSON,
+    *,
+    path: str = "/completions",
 ) -> tuple[list[str], bool]:
     """Return the raw `data:` payloads before `[DONE]`, and whether it came."""
     async with session.post(
-        f"{emu.base_url}/completions", json={**body, "stream": True}
+        f"{emu.base_url}{path}", json={**body, "stream": True}
     ) as response:
         assert response.status == 200
         assert response.headers["Content-Type"] == "text/event-stream"
