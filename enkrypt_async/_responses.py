@@ -25,6 +25,7 @@ from ._models.guardrails import PolicyDetections, convert_detections
 
 __all__ = [
     "DECODE_ERRORS",
+    "check_chunk",
     "decode_answer",
     "error_details",
     "error_in",
@@ -57,7 +58,7 @@ def error_in(data: str | bytes) -> object:
     be why. (An answer that decodes carries the member itself, `Answer`.)
     """
     try:
-        return error_envelope_decoder.decode(data).error
+        return error_envelope_decoder.decode(data)._error
     except DECODE_ERRORS:
         return None
 
@@ -129,6 +130,16 @@ def decode_answer(
     if answer._error is not None:
         raise reported_error(answer._error, request_id, stream=stream)
     return answer
+
+
+def check_chunk(data: bytes, request_id: str | None) -> bytes:
+    """A stream event's data, checked to be a JSON object reporting no error.
+
+    Raises:
+        StreamError: ``data`` is not JSON, or reports an error.
+    """
+    decode_answer(error_envelope_decoder, data, request_id, stream=True, chunk=True)
+    return data
 
 
 def request_id_of(headers: Mapping[str, str], body: object = None) -> str | None:

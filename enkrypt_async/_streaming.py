@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from types import TracebackType
 from typing import Any, Final, Generic, TypeVar
 
@@ -26,7 +33,7 @@ from ._exceptions import (
     map_exceptions,
 )
 from ._models._base import Answer
-from ._responses import decode_answer, excerpt, request_id_of
+from ._responses import check_chunk, decode_answer, excerpt, request_id_of
 from ._sse import ServerSentEvent, SSEDecoder
 from ._transport import read_body, release
 
@@ -92,14 +99,20 @@ class Stream(Generic[ChunkT]):
         self._status = _Status()
         self.response_headers = response.headers
         self.request_id = request_id_of(response.headers)
-        self._chunks = _read_chunks(
+        self._decoder = decoder
+        answer_as_chunk = self._answer_as_chunk()
+        if answer_as_chunk is None:
+
+            def answer_as_chunk(data: bytes, request_id: str | None) -> ChunkT:
+                return decode_answer(decoder, data, request_id, stream=True)
+
+        self._items = _read_items(
             response,
-            decoder,
             SSEDecoder(max_event_size=max_event_size),
             self._status,
             self.request_id,
             max_response_size,
-            self._answer_as_chunk(),
+            answer_as_chunk,
         )
 
     def _answer_as_chunk(self) -> Callable[[bytes, str | None], ChunkT] | None:
@@ -164,30 +177,83 @@ class Stream(Generic[ChunkT]):
         if self._status.closed:
             raise StopAsyncIteration
         if self._status.reading:
-            raise StreamBusyError(
-                "Another task is already reading this stream: read a stream from "
-                "one task only, and hand its chunks to others (an asyncio.Queue)"
+            raise _busy()
+        item = await self._items.__anext__()
+        if isinstance(item, bytes):
+            return decode_answer(
+                self._decoder, item, self.request_id, stream=True, chunk=True
             )
-        return await self._chunks.__anext__()
+        return item
+
+    async def iter_data(self) -> AsyncIterator[bytes]:
+        """The chunks as the JSON bytes of their events, exactly as received.
+
+        For relaying a stream without decoding and re-encoding it (see
+        `enkrypt_async.fastapi.EventSourceResponse`): each item is the data of one
+        chunk event, checked to be a JSON object that reports no error, so the
+        end of the stream, truncation and errors are handled as by ``async for``.
+        It reads the same stream: chunks taken one way are not seen the other.
+        A data value may hold LF characters (JSON whitespace sent as several
+        ``data:`` lines).
+
+        A whole JSON answer sent to the stream request (no event stream) is
+        yielded as its one chunk, re-encoded in the chunk's shape.
+
+        Raises:
+            StreamError: The stream was truncated, reported an error, or sent
+                a chunk that is not a JSON object.
+            APITimeoutError: No data for longer than the read timeout.
+            APIConnectionError: The connection failed mid-stream.
+            StreamBusyError: Another task is reading this stream.
+            StreamConsumedError: The stream was already consumed or closed.
+
+        Examples:
+            >>> async def forward(stream: Stream[Any], queue: Queue[bytes]) -> None:
+            ...     async with stream:
+            ...         async for data in stream.iter_data():
+            ...             await queue.put(data)
+        """
+        self.__aiter__()  # a consumed or closed stream raises
+        status = self._status
+        while not status.closed:
+            if status.reading:
+                raise _busy()
+            try:
+                item = await self._items.__anext__()
+            except StopAsyncIteration:
+                return
+            if isinstance(item, bytes):
+                yield check_chunk(item, self.request_id)
+            else:
+                yield msgspec.json.encode(item)
 
 
 _CLOSED: Final = _Status()
 _CLOSED.closed = True
 
 
-async def _read_chunks(
+def _busy() -> StreamBusyError:
+    return StreamBusyError(
+        "Another task is already reading this stream: read a stream from "
+        "one task only, and hand its chunks to others (an asyncio.Queue)"
+    )
+
+
+async def _read_items(
     response: aiohttp.ClientResponse,
-    decoder: msgspec.json.Decoder[ChunkT],
     sse: SSEDecoder,
     status: _Status,
     request_id: str | None,
     max_response_size: int,
-    answer_as_chunk: Callable[[bytes, str | None], ChunkT] | None,
-) -> AsyncGenerator[ChunkT, None]:
-    """Read, frame, stop at ``[DONE]`` or an error, decode and yield each chunk.
+    answer_as_chunk: Callable[[bytes, str | None], ChunkT],
+) -> AsyncGenerator[bytes | ChunkT, None]:
+    """Read, frame and stop at ``[DONE]`` or an error; yield each chunk's data.
 
-    Whatever ends it (``[DONE]``, an error, cancellation, being closed) releases
-    the response: to the pool when its body was read to the end, else closed.
+    A chunk is yielded as the bytes of its event's data, left to the reader to
+    decode or check; a whole JSON answer to the stream request, as its one
+    decoded chunk. Whatever ends it (``[DONE]``, an error, cancellation, being
+    closed) releases the response: to the pool when its body was read to the
+    end, else closed.
     """
     try:
         if response.content_type == "application/json":
@@ -195,10 +261,7 @@ async def _read_chunks(
             status.reading = True
             data = await read_body(response, max_response_size)
             status.reading = False
-            if answer_as_chunk is not None:
-                yield answer_as_chunk(data, request_id)
-            else:
-                yield decode_answer(decoder, data, request_id, stream=True)
+            yield answer_as_chunk(data, request_id)
             return
         reader = response.content
         while True:
@@ -221,9 +284,7 @@ async def _read_chunks(
                     await _drain(reader)
                     return
                 if value:  # an empty event is a keep-alive
-                    yield decode_answer(
-                        decoder, value, request_id, stream=True, chunk=True
-                    )
+                    yield value
     except (StreamError, APIConnectionError) as exc:
         if status.closed:  # by `Stream.aclose` from another task
             raise StreamError(

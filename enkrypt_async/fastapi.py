@@ -12,18 +12,14 @@ imports this module: ``import enkrypt_async`` never imports FastAPI or Starlette
   error (`error_response`): a guardrails block keeps its 4xx status and carries the
   detections, a 429 keeps its ``Retry-After``, a timeout becomes 504 and any other
   upstream failure 502. An upstream error never becomes a 500.
-- `EventSourceResponse` relays a stream as Server-Sent Events, ``data: [DONE]`` at
-  the end, an in-band error event when the stream fails after the headers were
-  sent, and closes the upstream stream as soon as the response ends or is
-  cancelled (a browser that went away).
+- `EventSourceResponse` relays a stream as Server-Sent Events: each chunk's JSON
+  exactly as the proxy sent it (`Stream.iter_data`; ``typed=True`` re-encodes the
+  decoded chunks instead), ``data: [DONE]`` at the end, an in-band error event
+  when the stream fails after the headers were sent, and it closes the upstream
+  stream as soon as the response ends or is cancelled (a browser that went away).
 - `EnkryptJSONResponse` renders any model (a msgspec ``Struct``) with msgspec;
   FastAPI's ``jsonable_encoder`` cannot serialise them, so return one from the
   handler rather than the bare model.
-
-Relay mode: each chunk is decoded by the library and re-encoded with
-``msgspec.json.encode``, so fields the models do not know are not relayed. Relaying
-each event's JSON bytes exactly as received is future work: the library has no
-public iteration over a stream's raw events yet.
 
 Examples:
     >>> from fastapi import FastAPI
@@ -300,14 +296,20 @@ def install_exception_handlers(app: Starlette) -> None:
 
 
 def _event(data: bytes) -> bytes:
-    return b"data: " + data + b"\n\n"
+    # A line feed in the data (JSON whitespace) starts another ``data:`` line, so
+    # the receiver joins the same data back.
+    return b"data: " + data.replace(b"\n", b"\ndata: ") + b"\n\n"
 
 
-async def _relay(stream: Stream[Any]) -> AsyncIterator[bytes]:
+async def _relay(stream: Stream[Any], *, typed: bool) -> AsyncIterator[bytes]:
     """Each chunk as an SSE event, then ``[DONE]`` or an in-band error event."""
     try:
-        async for chunk in stream:
-            yield _event(msgspec.json.encode(chunk))
+        if typed:
+            async for chunk in stream:
+                yield _event(msgspec.json.encode(chunk))
+        else:
+            async for data in stream.iter_data():
+                yield _event(data)
     except APIError as exc:
         error = error_body(exc)["error"]
         del error["param"]
@@ -321,8 +323,14 @@ async def _relay(stream: Stream[Any]) -> AsyncIterator[bytes]:
 class EventSourceResponse(StreamingResponse):
     r"""Relay a library stream to the browser as Server-Sent Events.
 
-    Each chunk is sent as ``data: <json>\n\n`` (re-encoded with msgspec), then
-    ``data: [DONE]\n\n``. An error after the headers went out is sent in band as
+    Each chunk is sent as ``data: <json>\n\n``, then ``data: [DONE]\n\n``. By
+    default ``<json>`` is the chunk's JSON exactly as the proxy sent it: checked
+    to be a JSON object reporting no error (`Stream.iter_data`), not decoded,
+    so fields the library's models do not know reach the client too. With
+    ``typed=True`` each chunk is decoded and re-encoded with msgspec: only the
+    models' fields, in their canonical form.
+
+    An error after the headers went out is sent in band as
     ``data: {"error": {"message", "type", "code"}}\n\n``, with no ``[DONE]``
     after it. The headers are ``text/event-stream``, ``Cache-Control: no-cache``,
     ``X-Accel-Buffering: no`` and the upstream ``x-request-id`` when known.
@@ -332,6 +340,7 @@ class EventSourceResponse(StreamingResponse):
 
     Args:
         stream: The stream from ``create(..., stream=True)``.
+        typed: Relay the decoded chunks re-encoded, not the bytes received.
         status_code: The response status.
         headers: Extra headers.
         background: A task to run after the response.
@@ -349,13 +358,15 @@ class EventSourceResponse(StreamingResponse):
         status_code: int = 200,
         headers: Mapping[str, str] | None = None,
         background: BackgroundTask | None = None,
+        *,
+        typed: bool = False,
     ) -> None:
         merged = dict(_SSE_HEADERS)
         if stream.request_id is not None:
             merged["x-request-id"] = stream.request_id
         merged.update(headers or {})
         super().__init__(
-            _relay(stream),
+            _relay(stream, typed=typed),
             status_code=status_code,
             headers=merged,
             media_type="text/event-stream",

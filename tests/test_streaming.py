@@ -35,6 +35,7 @@ from .conftest import (
     REFERENCE,
     AnyStream,
     ClientFactory,
+    Handler,
     Resource,
     ServerFactory,
     checked_out,
@@ -86,6 +87,19 @@ async def sse_server(
         return response
 
     return await make_server(handler)
+
+
+def one_chunk_then_silence(resource: Resource) -> Handler:
+    """A stream handler that sends one chunk, then nothing until the client leaves."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(event(resource.chunk("a")))
+        await hold_until_gone(request)
+        return response
+
+    return handler
 
 
 async def stream_of(
@@ -353,17 +367,18 @@ async def test_sse_error_event_type_raises_stream_error(
         await texts(resource, stream)
 
 
-@pytest.mark.parametrize(
-    "tail",
-    [
-        pytest.param(lambda resource: b"", id="clean-end"),
-        pytest.param(lambda resource: b"data: [DO", id="partial-done"),
-        pytest.param(
-            lambda resource: b"data: " + resource.chunk("lost") + b"\n",
-            id="unterminated",
-        ),
-    ],
-)
+#: What may follow the last chunk of a stream that never sends ``[DONE]``.
+TRUNCATIONS = [
+    pytest.param(lambda resource: b"", id="clean-end"),
+    pytest.param(lambda resource: b"data: [DO", id="partial-done"),
+    pytest.param(
+        lambda resource: b"data: " + resource.chunk("lost") + b"\n",
+        id="unterminated",
+    ),
+]
+
+
+@pytest.mark.parametrize("tail", TRUNCATIONS)
 async def test_stream_ending_without_done_raises_stream_error(
     make_server: ServerFactory,
     make_client: ClientFactory,
@@ -493,13 +508,7 @@ async def test_stalled_server_hits_the_idle_read_timeout(
     make_client: ClientFactory,
     resource: Resource,
 ) -> None:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        await response.write(event(resource.chunk("a")))
-        await hold_until_gone(request)
-        return response
-
+    handler = one_chunk_then_silence(resource)
     client = make_client(base_url=await make_server(handler), timeout=Timeout(read=0.3))
     stream = await resource.create(client, "hi", stream=True)
     seen: list[str] = []
@@ -550,13 +559,7 @@ async def test_aclose_from_another_task_stops_the_reader_with_stream_error(
     make_client: ClientFactory,
     resource: Resource,
 ) -> None:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        await response.write(event(resource.chunk("a")))
-        await hold_until_gone(request)
-        return response
-
+    handler = one_chunk_then_silence(resource)
     client = make_client(base_url=await make_server(handler))
     stream = await resource.create(client, "hi", stream=True)
     assert resource.chunk_text(await stream.__anext__()) == "a"

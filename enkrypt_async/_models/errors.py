@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import builtins
-
 import msgspec
 
-from ._base import Model
+from ._base import Answer, Model
 
 __all__ = ["ErrorInfo", "error_envelope_decoder"]
 
@@ -27,10 +25,8 @@ class ErrorInfo(Model, kw_only=True, frozen=True):
     param: str | None = None
 
 
-class _ErrorEnvelope(Model, kw_only=True, frozen=True):
+class _ErrorEnvelope(Answer, kw_only=True, frozen=True):
     """Any JSON object, read for its top-level ``error`` member only."""
-
-    error: builtins.object = None
 
 
 error_envelope_decoder: msgspec.json.Decoder[_ErrorEnvelope] = msgspec.json.Decoder(
