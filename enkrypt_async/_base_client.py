@@ -473,7 +473,7 @@ class BaseClient:
                 logger.info(
                     "POST %s failed (%s); retry %d of %d in %.2fs",
                     path,
-                    exc.message,
+                    exc,
                     attempt,
                     retries,
                     delay,

@@ -43,6 +43,7 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
+import msgspec
 from multidict import CIMultiDict
 
 if TYPE_CHECKING:
@@ -81,6 +82,7 @@ __all__ = [
     "redacted",
     "scrub",
     "status_error_class",
+    "upstream_message",
 ]
 
 
@@ -133,6 +135,35 @@ def scrub(error: BaseException) -> BaseException:
             link for link in (current.__cause__, current.__context__) if link
         )
     return error
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else msgspec.json.encode(value).decode()
+
+
+def upstream_message(body: object) -> str | None:
+    """The message an error body gives for people, whatever its shape.
+
+    OpenAI's ``{"error": {"message": ...}}`` first (else the error's ``type``,
+    ``code`` or the whole object), then ``{"error": "...", "message": ...}``,
+    a top-level ``message`` or ``detail``, or the start of a text body.
+    """
+    if isinstance(body, str):
+        return body[:200] or None
+    if not isinstance(body, dict):
+        return None
+    error = body.get("error")
+    detail: object = None
+    if isinstance(error, dict):
+        detail = error.get("message") or error.get("type") or error.get("code")
+        detail = detail or error
+    elif isinstance(error, str):
+        detail = body.get("message") or error
+    elif error is not None:
+        detail = error
+    if detail is None or detail == "":
+        detail = body.get("message") or body.get("detail")
+    return None if detail is None or detail == "" else _text(detail)
 
 
 def _restore(
@@ -190,16 +221,31 @@ class APIError(EnkryptError):
 class APIStatusError(APIError):
     """The proxy answered with an HTTP error status (>= 400).
 
+    ``str(error)`` names the status and the reason; `message` is what the
+    upstream said, fit to show a user.
+
     Attributes:
+        message: The upstream's own message, read from the body whatever its
+            shape (OpenAI's ``error.message``, a top-level ``message`` or
+            ``detail``...); the whole description when the body has none.
         status_code: The HTTP status.
         body: The decoded JSON body when it was JSON, else its text.
         headers: The response headers (case-insensitive mapping).
         request_id: From ``x-request-id`` / ``x-kong-request-id`` or the body.
+        code: ``error.code`` of an OpenAI-style error object in the body
+            (``{"error": {"code": ...}}``), a string or a number, else None.
+        type: ``error.type`` of that error object (``"invalid_request_error"``,
+            ``"guardrails_error"``...), else None.
+        param: ``error.param`` of that error object, the request parameter at
+            fault, else None.
     """
 
     status_code: int
     body: object
     headers: Mapping[str, str]
+    code: str | int | None
+    type: str | None
+    param: str | None
 
     def __init__(
         self,
@@ -211,11 +257,18 @@ class APIStatusError(APIError):
         request_id: str | None,
     ) -> None:
         super().__init__(message, request_id=request_id)
+        self.message = escape_controls(upstream_message(body) or self.message)
         self.status_code = status_code
         self.body = body
         # A copy: aiohttp's read-only view of the response headers cannot be
         # pickled, and an error must cross process boundaries.
         self.headers = CIMultiDict(headers)
+        error = body.get("error") if isinstance(body, dict) else None
+        fields: Mapping[str, object] = error if isinstance(error, dict) else {}
+        code, kind, param = fields.get("code"), fields.get("type"), fields.get("param")
+        self.code = code if isinstance(code, str | int) else None
+        self.type = kind if isinstance(kind, str) else None
+        self.param = param if isinstance(param, str) else None
 
 
 class BadRequestError(APIStatusError):

@@ -18,6 +18,7 @@ from ._exceptions import (
     StreamError,
     blocked_error_class,
     status_error_class,
+    upstream_message,
 )
 from ._models._base import Answer
 from ._models.errors import error_envelope_decoder
@@ -63,20 +64,13 @@ def error_in(data: str | bytes) -> object:
         return None
 
 
-def _text(value: object) -> str:
-    return value if isinstance(value, str) else msgspec.json.encode(value).decode()
-
-
 def error_details(error: object) -> tuple[str, object, str | None]:
     """The best message, the ``code`` and the ``type`` an ``error`` value holds."""
+    message = upstream_message({"error": error}) or "no message"
     if not isinstance(error, dict):
-        return _text(error) or "no message", None, None
+        return message, None, None
     kind = error.get("type")
-    kind = kind if isinstance(kind, str) else None
-    message = error.get("message")
-    if message is None or message == "":
-        message = kind or error.get("code") or error
-    return _text(message), error.get("code"), kind
+    return message, error.get("code"), kind if isinstance(kind, str) else None
 
 
 def reported_error(error: object, request_id: str | None, *, stream: bool) -> APIError:
@@ -155,23 +149,13 @@ def request_id_of(headers: Mapping[str, str], body: object = None) -> str | None
 def _error_message(
     status: int, reason: str | None, headers: Mapping[str, str], body: object
 ) -> str:
-    detail: object = None
     if 300 <= status < 400:
-        detail = (
+        text: str | None = (
             f"redirect to {headers.get('Location', '(no Location)')!r} not followed: "
             "the proxy API has no redirects, so base_url is probably wrong"
         )
-    elif isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, str):
-            detail = body.get("message") or error
-        elif error is not None:
-            detail = error_details(error)[0]
-        if detail is None:
-            detail = body.get("message") or body.get("detail")
-    elif isinstance(body, str):
-        detail = body[:200]
-    text = _text(detail) if detail else ""
+    else:
+        text = upstream_message(body)
     return f"HTTP {status} {reason or ''}".rstrip() + (f": {text}" if text else "")
 
 

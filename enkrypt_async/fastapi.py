@@ -185,15 +185,6 @@ class EnkryptJSONResponse(Response):
         return msgspec.json.encode(content)
 
 
-def _upstream_error(exc: APIError) -> Mapping[str, Any]:
-    """The ``error`` object of an upstream status error's body, if it has one."""
-    if isinstance(exc, APIStatusError) and isinstance(exc.body, dict):
-        error = exc.body.get("error")
-        if isinstance(error, dict):
-            return error
-    return {}
-
-
 def _status_of(exc: APIError) -> int:
     if isinstance(exc, APIStatusError) and 400 <= exc.status_code < 500:
         return exc.status_code
@@ -229,14 +220,10 @@ def error_body(exc: APIError) -> dict[str, Any]:
         kind, code = "invalid_request_error", None
     error: dict[str, Any] = {"message": exc.message, "type": kind, "code": code}
     error["param"] = None
-    if status < 500:
-        upstream = _upstream_error(exc)
-        for field in ("message", "type"):
-            if isinstance(upstream.get(field), str):
-                error[field] = upstream[field]
-        for field in ("code", "param"):
-            if isinstance(upstream.get(field), str | int):
-                error[field] = upstream[field]
+    if status < 500 and isinstance(exc, APIStatusError):
+        error["type"] = exc.type or kind
+        error["code"] = code if exc.code is None else exc.code
+        error["param"] = exc.param
     elif isinstance(exc, StreamError) and isinstance(exc.code, str | int):
         error["code"] = exc.code
     body: dict[str, Any] = {"error": error, "request_id": exc.request_id}

@@ -142,6 +142,12 @@ async def test_error_status_raises_its_class_with_everything_kept(
     assert error.headers["x-request-id"] == "req-123"
     assert "nope" in str(error)
     assert f"HTTP {status}" in str(error)
+    assert (error.message, error.type, error.code, error.param) == (
+        "nope",
+        "t",
+        "c",
+        None,
+    )
     assert checked_out(client) == 0
 
 
@@ -149,10 +155,15 @@ async def test_error_status_raises_its_class_with_everything_kept(
     ("body", "message"),
     [
         pytest.param({"message": "Unauthorized"}, "Unauthorized", id="kong"),
-        pytest.param({"detail": [{"loc": ["body"]}]}, "loc", id="fastapi"),
+        pytest.param(
+            {"detail": [{"loc": ["body"]}]}, '[{"loc":["body"]}]', id="fastapi"
+        ),
         pytest.param(
             {"error": "bad", "message": "worse", "request_id": "r9"}, "worse", id="flat"
         ),
+        pytest.param({"error": {"type": "auth_error"}}, "auth_error", id="no-message"),
+        pytest.param({"error": {"code": 7}}, "7", id="code-only"),
+        pytest.param({"unrelated": 1}, "HTTP 401 Unauthorized", id="none"),
     ],
 )
 async def test_error_message_comes_from_each_known_body_shape(
@@ -163,10 +174,49 @@ async def test_error_message_comes_from_each_known_body_shape(
     resource: Resource,
 ) -> None:
     client = make_client(base_url=await serve_json(make_server, body, 401))
-    with pytest.raises(AuthenticationError, match=message) as info:
+    with pytest.raises(AuthenticationError) as info:
         await resource.create(client, "hi")
+    assert info.value.message == message
+    assert message in str(info.value)
+    assert str(info.value).startswith("HTTP 401 Unauthorized")
     if "request_id" in body:
         assert info.value.request_id == body["request_id"]
+
+
+@pytest.mark.parametrize(
+    ("error", "fields"),
+    [
+        pytest.param(
+            {
+                "message": "m",
+                "type": "invalid_request_error",
+                "code": 400,
+                "param": "n",
+            },
+            ("invalid_request_error", 400, "n"),
+            id="openai",
+        ),
+        pytest.param({"message": "m", "code": "x"}, (None, "x", None), id="code"),
+        pytest.param(
+            {"message": "m", "type": 1, "code": [2], "param": {"p": 3}},
+            (None, None, None),
+            id="wrong-types",
+        ),
+        pytest.param("a string", (None, None, None), id="not-an-object"),
+    ],
+)
+async def test_status_error_exposes_the_openai_error_objects_fields(
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    error: object,
+    fields: tuple[object, object, object],
+    resource: Resource,
+) -> None:
+    client = make_client(base_url=await serve_json(make_server, {"error": error}, 422))
+    with pytest.raises(UnprocessableEntityError) as info:
+        await resource.create(client, "hi")
+    assert (info.value.type, info.value.code, info.value.param) == fields
+    assert info.value.message == ("a string" if error == "a string" else "m")
 
 
 async def test_error_body_that_is_not_json_is_kept_as_text(
@@ -204,6 +254,9 @@ async def test_guardrails_block_is_also_the_status_class(
     assert isinstance(error, status_class)
     assert error.status_code == status
     assert error.detections.flagged == {"input": ["injection_attack"], "output": []}
+    assert error.flagged == {"input": ["injection_attack"], "output": []}
+    assert error.message == "Input blocked by guardrails: injection_attack"
+    assert (error.type, error.code) == ("guardrails_error", "guardrails_blocked")
     injection = error.detections.input_guardrails
     assert injection is not None
     assert injection.details.injection_attack is not None
