@@ -13,6 +13,8 @@ Integers stay exact up to CPython's 4300-digit limit (beyond, a
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 __all__ = ["Answer", "Model"]
@@ -30,6 +32,38 @@ class Model(
     msgspec passes these options down to subclasses, mypy does not: subclasses
     repeat ``kw_only`` and ``frozen`` for the type checker.
     """
+
+    def to_dict(self) -> dict[str, Any]:
+        """This model as plain JSON values: dicts, lists, strings, numbers, None.
+
+        Fields at their default (``None``, an empty list) are left out, as
+        `to_json` leaves them out; ``msgspec.convert(data, type(model))`` gives
+        the model back.
+
+        Examples:
+            >>> Usage(prompt_tokens=3, total_tokens=5).to_dict()
+            {'prompt_tokens': 3, 'total_tokens': 5}
+        """
+        data: dict[str, Any] = msgspec.to_builtins(self)
+        return data
+
+    def to_json(self, *, indent: int = 0) -> str:
+        """This model as JSON text, encoded by msgspec.
+
+        Fields at their default are left out. The text decodes back to an
+        equal model: ``msgspec.json.decode(text, type=type(model))``.
+
+        Args:
+            indent: Spaces per level for a pretty-printed text; 0 for compact.
+
+        Examples:
+            >>> Usage(prompt_tokens=3, total_tokens=5).to_json()
+            '{"prompt_tokens":3,"total_tokens":5}'
+        """
+        data = msgspec.json.encode(self)
+        if indent:
+            data = msgspec.json.format(data, indent=indent)
+        return data.decode()
 
 
 class Answer(Model, kw_only=True, frozen=True):

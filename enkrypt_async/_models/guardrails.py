@@ -349,6 +349,16 @@ class GuardrailsReport(Model, kw_only=True, frozen=True):
         """The detectors whose summary flag fired; see `GuardrailsSummary.flagged`."""
         return self.summary.flagged
 
+    def __repr__(self) -> str:
+        # A report holds every detector's scores and texts (kilobytes); shown
+        # whole it buries the answer it is attached to. to_dict() has it all.
+        ran = [
+            name
+            for name in self.details.__struct_fields__
+            if getattr(self.details, name) is not None
+        ]
+        return f"GuardrailsReport(flagged={self.flagged!r}, details={ran!r})"
+
 
 class PolicyDetections(Model, kw_only=True, frozen=True):
     """``enkrypt_policy_detections``: the guardrails' reports; either may be absent.
