@@ -47,6 +47,7 @@ from ._exceptions import (
     StreamError,
     UnprocessableEntityError,
 )
+from ._hooks import HookRequest, HookResponse
 from ._models import (
     AdherenceDetection,
     BiasDetection,
@@ -106,16 +107,19 @@ from ._params import (
     ImageURL,
     StreamOptions,
 )
+from ._raw_response import RawResponse
 from ._resources.chat import (
     Chat,
     ChatCompletionAccumulator,
     ChatCompletions,
     ChatCompletionStream,
+    ChatCompletionsWithRawResponse,
 )
 from ._resources.completions import (
     CompletionAccumulator,
     Completions,
     CompletionStream,
+    CompletionsWithRawResponse,
 )
 from ._streaming import Stream
 from ._version import __version__
@@ -154,6 +158,7 @@ __all__ = [
     "ChatCompletionToolParam",
     "ChatCompletionUserMessageParam",
     "ChatCompletions",
+    "ChatCompletionsWithRawResponse",
     "ChatLogprobs",
     "ChoiceDelta",
     "ChoiceDeltaToolCall",
@@ -165,6 +170,7 @@ __all__ = [
     "CompletionStream",
     "CompletionTokensDetails",
     "Completions",
+    "CompletionsWithRawResponse",
     "ConfigurationError",
     "ConflictError",
     "CopyrightIPDetection",
@@ -187,6 +193,8 @@ __all__ = [
     "GuardrailsReport",
     "GuardrailsSummary",
     "HallucinationDetection",
+    "HookRequest",
+    "HookResponse",
     "ImageURL",
     "InjectionAttackDetection",
     "InternalServerError",
@@ -201,6 +209,7 @@ __all__ = [
     "PolicyViolationDetection",
     "PromptTokensDetails",
     "RateLimitError",
+    "RawResponse",
     "RelevancyDetection",
     "RequestOptions",
     "SpongeAttackDetection",

@@ -14,15 +14,21 @@ This module imports no resource; the resources import it, and `EnkryptClient`
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
+import datetime
 import enum
+import functools
+import inspect
 import logging
 import random
 import ssl
 import time
 import warnings
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from functools import cached_property
 from types import TracebackType
-from typing import Final, TypedDict, TypeVar
+from typing import Final, TypedDict, TypeVar, cast
 
 import aiohttp
 import msgspec
@@ -52,7 +58,9 @@ from ._exceptions import (
     map_exceptions,
     redacted,
 )
+from ._hooks import EventHooks, HookRequest, HookResponse, check_event_hooks
 from ._models._base import Answer
+from ._raw_response import RAW_OPTION, RawResponse
 from ._responses import decode_answer, request_id_of, status_error
 from ._retry import RETRY_STATUSES, retry_delay
 from ._transport import (
@@ -78,6 +86,7 @@ _encoder: Final = msgspec.json.Encoder()
 
 A = TypeVar("A", bound=Answer)
 S = TypeVar("S")
+T = TypeVar("T")
 _C = TypeVar("_C", bound="BaseClient")
 
 
@@ -137,6 +146,31 @@ async def _close_with_loop(
             await session.close()
 
 
+async def _call(hook: Callable[[T], object], argument: T) -> None:
+    """Call a hook; await what it returns when it is awaitable (an async hook)."""
+    result = hook(argument)
+    if inspect.isawaitable(result):
+        await result
+
+
+def _take_raw(options: RequestOptions) -> bool:
+    """Whether the call asked for its raw response; the option is removed."""
+    return bool(options and cast(dict[str, object], options).pop(RAW_OPTION, False))
+
+
+def _raw(
+    response: aiohttp.ClientResponse, started: float, parse: Callable[[], S]
+) -> RawResponse[S]:
+    return RawResponse(
+        status_code=response.status,
+        headers=response.headers,
+        request_id=request_id_of(response.headers),
+        elapsed=datetime.timedelta(seconds=time.monotonic() - started),
+        url=str(response.url),
+        parse=parse,
+    )
+
+
 class _State(enum.Enum):
     UNOPENED = 1
     OPENED = 2
@@ -186,6 +220,7 @@ class BaseClient:
         max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
         allow_insecure_http: bool = False,
         ssl_context: ssl.SSLContext | None = None,
+        event_hooks: EventHooks | None = None,
     ) -> None:
         self._settings = Settings.resolve(
             api_key=api_key,
@@ -217,6 +252,9 @@ class BaseClient:
         self._loop_guard: AsyncGenerator[None, None] | None = None
         self._state = _State.UNOPENED
         self._rng = random.Random()
+        self._request_hooks, self._response_hooks = check_event_hooks(event_hooks)
+        # The client whose session a `with_options` variant uses; None: its own.
+        self._parent: BaseClient | None = None
 
     def _build_headers(
         self,
@@ -263,8 +301,85 @@ class BaseClient:
 
     @property
     def is_closed(self) -> bool:
-        """True once `aclose` was called."""
-        return self._state is _State.CLOSED
+        """True once `aclose` was called (on this client or on its parent)."""
+        parent = self._parent
+        return self._state is _State.CLOSED or (parent is not None and parent.is_closed)
+
+    def with_options(
+        self: _C,
+        *,
+        deployment: str | UseClientDefault = USE_CLIENT_DEFAULT,
+        tags: str | Sequence[str] | UseClientDefault | None = USE_CLIENT_DEFAULT,
+        refresh_cache: bool | UseClientDefault | None = USE_CLIENT_DEFAULT,
+        timeout: float | Timeout | UseClientDefault | None = USE_CLIENT_DEFAULT,
+        max_retries: int | UseClientDefault = USE_CLIENT_DEFAULT,
+        default_headers: Mapping[str, str] | None = None,
+        event_hooks: EventHooks | UseClientDefault | None = USE_CLIENT_DEFAULT,
+    ) -> _C:
+        """A client with some settings changed, sharing this client's connections.
+
+        The variant sends through this client's session and pool: it opens no
+        connection of its own, and closing it (or leaving its ``async with``)
+        leaves this client open; closing this client closes the variant too.
+        Settings left at `USE_CLIENT_DEFAULT` are this client's; ``None``
+        switches ``tags``, ``refresh_cache``, ``timeout`` or ``event_hooks`` off.
+
+        Args:
+            deployment: The deployment of the variant's requests.
+            tags: ``X-Enkrypt-Tags``, replacing this client's.
+            refresh_cache: ``X-Enkrypt-Refresh-Cache``, replacing this client's.
+            timeout: A `Timeout`, a number (the read timeout), or None.
+            max_retries: Retries of the variant's requests.
+            default_headers: Headers added to this client's, replacing those
+                of the same name.
+            event_hooks: Event hooks replacing this client's.
+
+        Returns:
+            A client of the same class.
+
+        Raises:
+            ConfigurationError: A malformed setting.
+
+        Examples:
+            >>> fast = client.with_options(max_retries=0, timeout=5)
+            >>> completion = await fast.completions.create(prompt="Hi")
+        """
+        headers = dict(self._headers)
+        limits, retries = self._apply(
+            {
+                "deployment": deployment,
+                "tags": tags,
+                "refresh_cache": refresh_cache,
+                "timeout": timeout,
+                "max_retries": max_retries,
+                "extra_headers": default_headers,
+            },
+            headers,
+        )
+        variant = copy.copy(self)
+        # Resources are bound to the client that made them: the variant makes its
+        # own on first use.
+        for name in list(vars(variant)):
+            if isinstance(
+                inspect.getattr_static(type(self), name, None), cached_property
+            ):
+                del variant.__dict__[name]
+        variant._headers = headers
+        variant._aiohttp_timeout, variant._max_retries = limits, retries
+        if not isinstance(timeout, UseClientDefault):
+            variant._timeout = Timeout.coerce(timeout)
+        if not isinstance(deployment, UseClientDefault):
+            variant._settings = dataclasses.replace(
+                self._settings, deployment=deployment
+            )
+        if not isinstance(event_hooks, UseClientDefault):
+            hooks = check_event_hooks(event_hooks)
+            variant._request_hooks, variant._response_hooks = hooks
+        variant._parent = self._parent or self
+        variant._session = variant._loop = variant._loop_guard = None
+        variant._owns_session = False
+        variant._state = _State.UNOPENED
+        return variant
 
     def __repr__(self) -> str:
         return (
@@ -314,6 +429,10 @@ class BaseClient:
     async def _open_session(self) -> aiohttp.ClientSession:
         if self._state is _State.CLOSED:
             raise ClientClosedError("This EnkryptClient was closed by aclose()")
+        if self._parent is not None:
+            shared = await self._parent._open_session()
+            self._state = _State.OPENED
+            return shared
         loop = asyncio.get_running_loop()
         session = self._session
         if self._loop is not None and self._loop is not loop:
@@ -419,13 +538,26 @@ class BaseClient:
         options: RequestOptions,
         decoder: msgspec.json.Decoder[A],
     ) -> A:
-        """POST and decode the whole JSON answer into ``decoder``'s type."""
+        """POST and decode the whole JSON answer into ``decoder``'s type.
+
+        A call made through ``with_raw_response`` (`RAW_OPTION`) gets its
+        `RawResponse` instead, which decodes on ``parse()``.
+        """
+        raw = _take_raw(options)
+        started = time.monotonic()
         response = await self._send(path, body, options, stream=False)
         try:
             data = await read_body(response, self.max_response_size)
         finally:
             release(response)
-        return decode_answer(decoder, data, request_id_of(response.headers))
+        request_id = request_id_of(response.headers)
+        if raw:
+            return _raw(  # type: ignore[return-value]  # see raw_response_wrapper
+                response,
+                started,
+                functools.partial(decode_answer, decoder, data, request_id),
+            )
+        return decode_answer(decoder, data, request_id)
 
     async def _stream(
         self,
@@ -435,14 +567,23 @@ class BaseClient:
         decoder: msgspec.json.Decoder[A],
         stream_class: Callable[..., S],
     ) -> S:
-        """POST asking for Server-Sent Events; a ``stream_class`` of its chunks."""
+        """POST asking for Server-Sent Events; a ``stream_class`` of its chunks.
+
+        A call made through ``with_raw_response`` gets its `RawResponse`, whose
+        ``parse()`` returns the stream.
+        """
+        raw = _take_raw(options)
+        started = time.monotonic()
         response = await self._send(path, body, options, stream=True)
-        return stream_class(
+        stream = stream_class(
             response,
             decoder,
             max_event_size=self.max_event_size,
             max_response_size=self.max_response_size,
         )
+        if raw:
+            return _raw(response, started, lambda: stream)  # type: ignore[return-value]
+        return stream
 
     async def _send(
         self,
@@ -489,8 +630,12 @@ class BaseClient:
         timeout: aiohttp.ClientTimeout,
     ) -> aiohttp.ClientResponse:
         debug = logger.isEnabledFor(logging.DEBUG)
-        if debug:
+        hooked: HookRequest | None = None
+        if self._request_hooks or self._response_hooks:
+            hooked, headers = await self._run_request_hooks(url, payload, headers)
+        if debug or hooked is not None:
             started = time.monotonic()
+        if debug:
             logger.debug("POST %s headers=%s", url, redacted(headers))
         with map_exceptions(TRANSPORT_ERRORS):
             # raise_for_status=False even if a caller-owned session says True:
@@ -505,6 +650,8 @@ class BaseClient:
                 raise_for_status=False,
                 allow_redirects=False,
             )
+        if hooked is not None and self._response_hooks:
+            await self._run_response_hooks(hooked, response, started)
         if response.status >= 300:
             raise await self._read_error(response)
         if debug:
@@ -516,6 +663,37 @@ class BaseClient:
                 request_id_of(response.headers),
             )
         return response
+
+    async def _run_request_hooks(
+        self, url: str, payload: bytes, headers: dict[str, str]
+    ) -> tuple[HookRequest, dict[str, str]]:
+        """Run the request hooks; the request they saw and the headers to send."""
+        # A copy without the key: the caller's headers serve every attempt.
+        visible = {name: value for name, value in headers.items() if name != "apikey"}
+        request = HookRequest("POST", url, visible, payload)
+        for hook in self._request_hooks:
+            await _call(hook, request)
+        checked = check_headers(request.headers, "a request hook's headers")
+        checked["apikey"] = headers["apikey"]  # after the hooks: never seen by them
+        return request, checked
+
+    async def _run_response_hooks(
+        self, request: HookRequest, response: aiohttp.ClientResponse, started: float
+    ) -> None:
+        """Run the response hooks; a hook that fails releases the response."""
+        seen = HookResponse(
+            request,
+            response.status,
+            response.headers,
+            request_id_of(response.headers),
+            datetime.timedelta(seconds=time.monotonic() - started),
+        )
+        try:
+            for hook in self._response_hooks:
+                await _call(hook, seen)
+        except BaseException:
+            release(response)
+            raise
 
     def _retry_delay(
         self, error: APIConnectionError | APIStatusError, attempt: int, retries: int

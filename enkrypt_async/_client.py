@@ -38,6 +38,11 @@ class EnkryptClient(BaseClient):
         ssl_context: The TLS settings of the client's own connections (a private
             CA, a client certificate); default: verify the server against the
             system's trusted CAs. Not with ``session`` (configure its connector).
+        event_hooks: ``{"request": [...], "response": [...]}``: async callables
+            given a `HookRequest` before each attempt is sent (they may change its
+            headers; they never see the API key) or a `HookResponse` when its
+            status and headers arrive. An exception a hook raises reaches the
+            caller as it is.
 
     Raises:
         ConfigurationError: No API key, or a malformed setting.

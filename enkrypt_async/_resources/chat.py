@@ -8,6 +8,7 @@ assembled from their fragments.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import cached_property
 from typing import TYPE_CHECKING, Literal, overload
 
 from .._base_client import BaseClient, RequestOptions, build_body
@@ -37,6 +38,7 @@ from .._params import (
     ChatCompletionToolParam,
     StreamOptions,
 )
+from .._raw_response import raw_response_wrapper
 from .._responses import decode_answer
 from .._streaming import Stream
 
@@ -48,6 +50,7 @@ __all__ = [
     "ChatCompletionAccumulator",
     "ChatCompletionStream",
     "ChatCompletions",
+    "ChatCompletionsWithRawResponse",
 ]
 
 _PATH = "/chat/completions"
@@ -91,6 +94,17 @@ class ChatCompletions:
 
     def __init__(self, client: BaseClient) -> None:
         self._client = client
+
+    @cached_property
+    def with_raw_response(self) -> ChatCompletionsWithRawResponse:
+        """``create`` returning the call's `RawResponse` (status, headers, request id).
+
+        Examples:
+            >>> create = client.chat.completions.with_raw_response.create
+            >>> raw = await create(messages=[{"role": "user", "content": "Hi"}])
+            >>> answer = raw.parse()
+        """
+        return ChatCompletionsWithRawResponse(self)
 
     @overload
     async def create(
@@ -299,6 +313,13 @@ class ChatCompletions:
         return await self._client._request(
             _PATH, body, options, chat_completion_decoder
         )
+
+
+class ChatCompletionsWithRawResponse:
+    """``client.chat.completions.with_raw_response``: ``create`` -> `RawResponse`."""
+
+    def __init__(self, resource: ChatCompletions) -> None:
+        self.create = raw_response_wrapper(resource.create)
 
 
 class ChatCompletionStream(Stream[ChatCompletionChunk]):

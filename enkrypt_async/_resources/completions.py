@@ -7,6 +7,7 @@ chunks into one `Completion`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from typing import TYPE_CHECKING, Literal, overload
 
 import msgspec
@@ -23,12 +24,18 @@ from .._models.completions import (
 from .._models.guardrails import PolicyDetections
 from .._models.usage import Usage
 from .._params import StreamOptions
+from .._raw_response import raw_response_wrapper
 from .._streaming import Stream
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["CompletionAccumulator", "CompletionStream", "Completions"]
+__all__ = [
+    "CompletionAccumulator",
+    "CompletionStream",
+    "Completions",
+    "CompletionsWithRawResponse",
+]
 
 
 _PATH = "/completions"
@@ -42,6 +49,16 @@ class Completions:
 
     def __init__(self, client: BaseClient) -> None:
         self._client = client
+
+    @cached_property
+    def with_raw_response(self) -> CompletionsWithRawResponse:
+        """``create`` returning the call's `RawResponse` (status, headers, request id).
+
+        Examples:
+            >>> raw = await client.completions.with_raw_response.create(prompt="Hi")
+            >>> answer = raw.parse()
+        """
+        return CompletionsWithRawResponse(self)
 
     @overload
     async def create(
@@ -228,6 +245,13 @@ class Completions:
                 _PATH, body, options, completion_decoder, CompletionStream
             )
         return await self._client._request(_PATH, body, options, completion_decoder)
+
+
+class CompletionsWithRawResponse:
+    """``client.completions.with_raw_response``: ``create`` returning `RawResponse`."""
+
+    def __init__(self, resource: Completions) -> None:
+        self.create = raw_response_wrapper(resource.create)
 
 
 class CompletionStream(Stream[Completion]):
