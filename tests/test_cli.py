@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
+import re
 import signal
+import socket
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from enkrypt_async import EnkryptClient
-from enkrypt_async.cli import _parser
 from enkrypt_async.testing import EnkryptEmulator
 
 from .conftest import unused_port
@@ -28,27 +29,33 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-async def run_cli(
-    *args: str, feed: str | None = None, **env: str
+async def run_python(
+    *args: str, feed: str | None = None, env: Mapping[str, str] | None = None
 ) -> tuple[int, str, str]:
-    """Run ``python -m enkrypt_async ARGS`` without blocking this event loop.
+    """Run ``python ARGS`` without blocking this event loop.
 
-    ``feed``, when given, is the whole of the command's stdin.
+    ``feed``, when given, is the whole of the command's stdin; ``env`` adds to
+    the environment, whose ``ENKRYPT_*`` variables are left out.
     """
     process = await asyncio.create_subprocess_exec(
         sys.executable,
-        "-m",
-        "enkrypt_async",
         *args,
         stdin=None if feed is None else asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=_env(**env),
+        env=_env(**(env or {})),
     )
     data = None if feed is None else feed.encode()
     out, err = await asyncio.wait_for(process.communicate(data), timeout=60)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
+
+
+async def run_cli(
+    *args: str, feed: str | None = None, **env: str
+) -> tuple[int, str, str]:
+    """Run ``python -m enkrypt_async ARGS`` (see `run_python`)."""
+    return await run_python("-m", "enkrypt_async", *args, feed=feed, env=env)
 
 
 async def test_complete_without_a_key_answers_from_the_emulator_and_says_so() -> None:
@@ -129,17 +136,19 @@ async def test_real_key_path_uses_the_configured_proxy() -> None:
     assert out.strip()
 
 
-async def test_connection_refused_exits_1() -> None:
-    code, _, err = await run_cli(
-        "complete",
-        JOKE,
-        ENKRYPT_API_KEY="k",
-        ENKRYPT_DEPLOYMENT="d",
-        ENKRYPT_BASE_URL=f"http://127.0.0.1:{unused_port()}/ai-proxy",
-        ENKRYPT_LOG="",
-    )
-    assert code == 1
-    assert "APIConnectionError" in err
+async def test_connection_refused_exits_1_with_one_line_of_ours() -> None:
+    url = f"http://127.0.0.1:{unused_port()}/ai-proxy"
+    for command in ("complete", "chat"):
+        code, out, err = await run_cli(
+            command,
+            JOKE,
+            ENKRYPT_API_KEY="k",
+            ENKRYPT_DEPLOYMENT="d",
+            ENKRYPT_BASE_URL=url,
+            ENKRYPT_LOG="",
+        )
+        assert (code, out) == (1, ""), err
+        assert err == f"enkrypt-async: cannot connect to {url}: connection refused\n"
 
 
 async def test_missing_deployment_exits_2() -> None:
@@ -211,17 +220,6 @@ async def test_help_lists_the_chat_command() -> None:
     assert code == 0
     assert "{complete,chat,serve}" in out
     assert any(line.split()[:1] == ["chat"] for line in out.splitlines())
-
-
-def test_every_option_of_complete_and_chat_has_help_text() -> None:
-    (commands,) = [
-        action
-        for action in _parser()._actions
-        if isinstance(action, argparse._SubParsersAction)
-    ]
-    for name in ("complete", "chat"):
-        for action in commands.choices[name]._actions:
-            assert action.help, (name, action.option_strings or action.dest)
 
 
 async def test_chat_prints_one_answer_and_the_guardrails_summary() -> None:
@@ -346,3 +344,160 @@ async def test_chat_repl_exits_0_on_ctrl_c_without_a_traceback() -> None:
     assert process.returncode == 0
     assert out == b""
     assert err == b""  # no traceback, no unclosed session warning
+
+
+# --- help text, and errors worded for the shell -------------------------------------
+
+#: Where argparse starts an option's help text when the terminal is wide enough.
+HELP_COLUMN = 24
+#: ``COLUMNS`` for the help tests, so no invocation is wrapped.
+WIDE = "200"
+
+
+def _help_entries(help_text: str) -> dict[str, bool]:
+    """Each option and argument of an argparse ``--help``: whether it has help text.
+
+    An entry starts a line of an arguments section (indented less than the help
+    column); its help follows on the same line after two spaces or more, or on
+    the next line, at the help column.
+    """
+    entries: dict[str, bool] = {}
+    in_arguments = False
+    lines = help_text.splitlines()
+    for number, line in enumerate(lines):
+        if line and not line.startswith(" "):
+            in_arguments = line.endswith("arguments:") or line == "options:"
+            continue
+        indent = len(line) - len(line.lstrip())
+        if not in_arguments or not line.strip() or indent >= HELP_COLUMN:
+            continue
+        invocation, _, same_line = line.strip().partition("  ")
+        following = lines[number + 1] if number + 1 < len(lines) else ""
+        below = len(following) - len(following.lstrip()) >= HELP_COLUMN
+        entries[invocation] = bool(same_line.strip()) or below
+    return entries
+
+
+async def test_every_option_of_every_command_has_help_text() -> None:
+    code, top, err = await run_cli("--help", COLUMNS=WIDE)
+    assert code == 0, err
+    match = re.search(r"\{([\w,-]+)\}", top)
+    assert match is not None
+    commands = match[1].split(",")
+    assert {"complete", "chat", "serve"} <= set(commands)
+    assert all(_help_entries(top).get(command) for command in commands)
+    helps = {"enkrypt-async": top}
+    for command in commands:
+        code, text, err = await run_cli(command, "--help", COLUMNS=WIDE)
+        assert code == 0, err
+        helps[command] = text
+    code, helps["python -m enkrypt_async.testing"], err = await run_python(
+        "-m", "enkrypt_async.testing", "--help", env={"COLUMNS": WIDE}
+    )
+    assert code == 0, err
+    for name, text in helps.items():
+        entries = _help_entries(text)
+        assert "-h, --help" in entries, name  # the help was read as intended
+        missing = [entry for entry, has_help in entries.items() if not has_help]
+        assert not missing, (name, missing)
+    assert "--allow-insecure-http" in _help_entries(helps["complete"])
+    assert "--chunk-delay SECONDS" in _help_entries(helps["serve"])
+
+
+async def test_serve_on_a_busy_port_prints_one_line_and_exits_2() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        results = await asyncio.gather(
+            run_cli("serve", "--port", str(port)),
+            run_python("-m", "enkrypt_async.testing", "--port", str(port)),
+        )
+    for (code, out, err), prog in zip(
+        results, ("enkrypt-async", "python -m enkrypt_async.testing"), strict=True
+    ):
+        assert (code, out) == (2, "")
+        assert err == (
+            f"{prog}: cannot listen on 127.0.0.1:{port}: the address is already in "
+            "use; choose another --port, or --port 0 for a free one\n"
+        )
+
+
+#: Runs the command line with every name lookup and connection stopped before it
+#: leaves the process: the first one is reported on stderr, with exit status 97.
+NO_NETWORK = (
+    "-c",
+    """
+import os, sys
+def stop_network(event, args):
+    if event in ("socket.getaddrinfo", "socket.connect"):
+        sys.stderr.write(f"network: {event} {args[0]!r}\\n")
+        sys.stderr.flush()
+        os._exit(97)
+sys.addaudithook(stop_network)
+from enkrypt_async.cli import main
+sys.exit(main())
+""",
+)
+
+#: The proxy's key and deployment, and no emulator: the commands use the base URL.
+CONFIGURED = {"ENKRYPT_API_KEY": "k", "ENKRYPT_DEPLOYMENT": "d", "ENKRYPT_LOG": ""}
+
+
+@pytest.mark.parametrize("command", ["complete", "chat"])
+async def test_plain_http_to_another_host_is_refused_naming_the_flag(
+    command: str,
+) -> None:
+    url = "http://proxy.invalid/ai-proxy"
+    for options, env in (
+        (("--base-url", url), CONFIGURED),
+        ((), {**CONFIGURED, "ENKRYPT_BASE_URL": url}),
+    ):
+        code, out, err = await run_python(*NO_NETWORK, command, *options, JOKE, env=env)
+        assert (code, out) == (2, ""), err  # refused before any lookup or connection
+        assert err == (
+            "enkrypt-async: configuration: refusing plain http to proxy.invalid: the "
+            "API key would travel unencrypted; use an https:// URL, or pass "
+            "--allow-insecure-http if the network to it is trusted\n"
+        )
+
+
+async def test_allow_insecure_http_lets_a_plain_http_url_through() -> None:
+    for command in ("complete", "chat"):
+        code, _, err = await run_python(
+            *NO_NETWORK,
+            command,
+            "--allow-insecure-http",
+            "--base-url",
+            "http://proxy.invalid/ai-proxy",
+            JOKE,
+            env=CONFIGURED,
+        )
+        assert code == 97, err  # it got as far as looking the host up
+        assert err == "network: socket.getaddrinfo 'proxy.invalid'\n"
+
+
+async def _fails_to_resolve(host: str) -> bool:
+    """Whether looking ``host`` up fails, and at once (it may hang offline)."""
+    lookup = asyncio.get_running_loop().getaddrinfo(host, 443)
+    try:
+        await asyncio.wait_for(lookup, timeout=5)
+    except socket.gaierror:
+        return True
+    except asyncio.TimeoutError:
+        return False
+    return False  # a resolver that answers for .invalid would send us elsewhere
+
+
+async def test_an_unknown_host_exits_1_with_one_line_of_ours() -> None:
+    if not await _fails_to_resolve("proxy.invalid"):
+        pytest.skip("looking up proxy.invalid does not fail at once here")
+    for options in (
+        ("--base-url", "https://proxy.invalid/ai-proxy"),
+        ("--base-url", "http://proxy.invalid/ai-proxy", "--allow-insecure-http"),
+    ):
+        code, out, err = await run_cli("complete", *options, JOKE, **CONFIGURED)
+        assert (code, out) == (1, ""), err
+        assert err == (
+            f"enkrypt-async: cannot connect to {options[1]}: host name not found\n"
+        )

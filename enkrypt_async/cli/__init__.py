@@ -6,8 +6,10 @@ turn, and ``chat`` alone chats over the lines of stdin. With no API key
 configured they answer from the built-in emulator and say so. ``serve`` runs that
 emulator.
 
-Exit status: 0 success, 1 API or connection error, 2 bad usage or configuration,
-3 blocked by guardrails, 130 interrupted (the ``chat`` REPL exits 0 on Ctrl-C).
+Exit status: 0 success, 1 API or connection error, 2 bad usage or configuration
+(a plain http URL to another machine without ``--allow-insecure-http``; for
+``serve``, an address it cannot listen on), 3 blocked by guardrails, 130
+interrupted (the ``chat`` REPL exits 0 on Ctrl-C).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import TextIO
 from .._exceptions import EnkryptError
 from .._version import __version__
 from . import _chat, _complete
-from ._common import EXIT_INTERRUPTED, EXIT_OK, describe_error, fail
+from ._common import EXIT_INTERRUPTED, EXIT_OK, CommandError, describe_error, fail
 
 __all__ = ["main"]
 
@@ -32,7 +34,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Talk to Enkrypt AI's guardrailed proxy from the shell.",
     )
     parser.add_argument("--version", action="version", version=__version__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(
+        dest="command",
+        required=True,
+        help="what to do (enkrypt-async COMMAND --help shows its options)",
+    )
     _complete.add_parser(commands)
     _chat.add_parser(commands)
 
@@ -63,16 +69,19 @@ def main(
     out = out or sys.stdout
     err = err or sys.stderr
     inp = inp or sys.stdin
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.command == "serve":
         from ..testing._serve import run
 
-        return run(args)
+        return run(args, prog=parser.prog, err=err)
     interactive = args.command == "chat" and args.prompt is None
     try:
         if args.command == "chat":
             return asyncio.run(_chat.run(args, out, err, inp))
         return asyncio.run(_complete.run(args, out, err))
+    except CommandError as exc:
+        return fail(err, str(exc), exc.status)
     except EnkryptError as exc:
         return fail(err, *describe_error(exc))
     except KeyboardInterrupt:

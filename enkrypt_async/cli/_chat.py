@@ -79,8 +79,7 @@ async def run(args: argparse.Namespace, out: TextIO, err: TextIO, inp: TextIO) -
     Returns:
         The exit status (errors other than a block in the REPL are raised).
     """
-    async with contextlib.AsyncExitStack() as stack:
-        client = await open_client(args, stack, err)
+    async with open_client(args, err) as client:
         messages = _opening(args)
         if args.prompt is None:
             return await _repl(client, args, messages, out, err, inp)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 from typing import Any, TextIO
 
 from .._client import EnkryptClient
@@ -42,8 +41,7 @@ async def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     Returns:
         The exit status (errors are raised).
     """
-    async with contextlib.AsyncExitStack() as stack:
-        client = await open_client(args, stack, err)
+    async with open_client(args, err) as client:
         if args.stream:
             completion = await _stream(client, args, out)
         else:
