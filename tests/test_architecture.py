@@ -137,3 +137,21 @@ def test_the_core_never_imports_the_testing_tools_the_command_line_or_fastapi() 
 
 def test_the_fastapi_integration_uses_public_names_only() -> None:
     assert _runtime_deps("enkrypt_async.fastapi") <= {"enkrypt_async"}
+
+
+def test_nothing_imports_the_opentelemetry_instrumentation() -> None:
+    for name in MODULES:
+        if name != "enkrypt_async.otel":
+            assert "enkrypt_async.otel" not in _reachable(name), name
+
+
+#: What the OpenTelemetry instrumentation may import beyond the public names.
+#: Unlike the FastAPI integration it cannot keep to them: it wraps the request
+#: pipeline's private methods (`BaseClient._request`, `_stream`, `_attempt`,
+#: `Stream._close`) at class level while instrumented, and reads request ids as
+#: the pipeline does. So it reaches exactly the modules that define those.
+OTEL_PRIVATE_DEPS = {"enkrypt_async._base_client", "enkrypt_async._responses"}
+
+
+def test_the_instrumentation_imports_public_names_and_the_pipeline() -> None:
+    assert _runtime_deps("enkrypt_async.otel") <= {"enkrypt_async", *OTEL_PRIVATE_DEPS}
