@@ -68,6 +68,7 @@ __all__ = [
     "EnkryptClientDep",
     "EnkryptJSONResponse",
     "EventSourceResponse",
+    "Lifespan",
     "enkrypt_lifespan",
     "error_body",
     "error_response",
@@ -78,6 +79,7 @@ __all__ = [
 #: The attribute of ``app.state`` that holds the application's client.
 STATE_KEY = "enkrypt_client"
 
+#: The application type a `Lifespan` is given.
 AppT = TypeVar("AppT", bound=Starlette)
 
 #: A lifespan as ``FastAPI(lifespan=...)`` takes it.
