@@ -4,6 +4,8 @@ The loopback server runs in its own process for the whole run; every
 (client, load, repeat) runs in a fresh client process, clients alternating in
 rotating order so drift on a noisy machine is spread over all of them. Then each
 client runs once more under callgrind, whose instruction counts do not drift.
+Then the relay benchmark (`_relay`) measures three FastAPI gateways in between a
+driver and the same server, the same way.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -18,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import _imports, _instructions, _machine, _report
+from . import _imports, _instructions, _machine, _relay, _relay_report, _report
 from ._clients import KINDS, aiohttp_backend_available
 from ._payloads import RESULTS, ROOT, child_env
 
@@ -35,11 +38,15 @@ LOADS = (
 
 
 @contextlib.contextmanager
-def server() -> Iterator[int]:
-    """Start the loopback server in its own process; yield its port."""
+def serving(command: Sequence[str], what: str) -> Iterator[tuple[int, Any]]:
+    """Run ``command``, a server printing ``PORT <n>``; yield the port, the process.
+
+    The process is terminated on exit; its stderr is shown if it failed.
+    """
     process = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks._server", "--port", "0"],
+        command,
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
         env=child_env(),
@@ -48,15 +55,26 @@ def server() -> Iterator[int]:
         assert process.stdout is not None
         line = process.stdout.readline()
         if not line.startswith("PORT "):
-            raise RuntimeError(f"the benchmark server did not start: {line!r}")
-        yield int(line.split()[1])
+            raise RuntimeError(f"{what} did not start: {line!r}")
+        yield int(line.split()[1]), process
     finally:
         process.terminate()
         try:
-            process.wait(10)
+            # Under callgrind, the last dump is written at exit: it takes a while.
+            _, stderr = process.communicate(timeout=120)
         except subprocess.TimeoutExpired:
             process.kill()
-            process.wait()
+            _, stderr = process.communicate()
+        if process.returncode not in (0, -signal.SIGTERM):
+            print(stderr, file=sys.stderr)
+
+
+@contextlib.contextmanager
+def server() -> Iterator[int]:
+    """Start the loopback server in its own process; yield its port."""
+    command = [sys.executable, "-m", "benchmarks._server", "--port", "0"]
+    with serving(command, "the benchmark server") as (port, _):
+        yield port
 
 
 def _python(module: str, *args: str, timeout: float = 600) -> dict[str, Any]:
@@ -142,6 +160,12 @@ def _parser() -> argparse.ArgumentParser:
         help="skip the instruction counts (callgrind; several minutes)",
     )
     parser.add_argument(
+        "--no-relay",
+        dest="relay",
+        action="store_false",
+        help="skip the relay benchmark (FastAPI gateways; ~1 min per repeat)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="only profile enkrypt_async (and the floor) under pyinstrument",
@@ -180,6 +204,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         instructions = (
             _instructions.measure(port, kinds, sys.stderr) if args.instructions else {}
         )
+        relay = (
+            _relay_report.complete(
+                _relay.measure(
+                    port, args.repeats, args.duration, args.instructions, sys.stderr
+                )
+            )
+            if args.relay
+            else None
+        )
     print("decoding...", file=sys.stderr, flush=True)
     decode = _python("benchmarks._decode", f"--repeats={3 if args.quick else 7}")
     print("collecting a tool-call stream...", file=sys.stderr, flush=True)
@@ -198,6 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "idle_streams": args.idle_streams,
             "import_repeats": args.import_repeats,
             "clients": kinds,
+            "relay": args.relay,
         },
         "summary": _report.summarise(runs),
         "decode": decode,
@@ -205,6 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "imports": imports,
         "runs": runs,
         "instructions": instructions,
+        "relay": relay,
         "wall_s": time.perf_counter() - started,
     }
     _report.write(data, args.output)

@@ -344,6 +344,11 @@ def markdown(data: dict[str, Any]) -> str:
             f"| {t['goal']} | {verdict} |"
         )
     lines += _instruction_table(data.get("instructions") or {})
+    if data.get("relay"):
+        # Imported here: `_relay_report` builds on this module's `Target`.
+        from ._relay_report import markdown as relay_markdown
+
+        lines += relay_markdown(data["relay"])
     lines += ["", "## Decoding (median us per call)", ""]
     decode = data["decode"]
     names = list(decode["response"])
