@@ -82,6 +82,7 @@ __all__ = [
     "redacted",
     "scrub",
     "status_error_class",
+    "translate",
     "upstream_message",
 ]
 
@@ -459,6 +460,22 @@ def blocked_error_class(status_code: int) -> type[GuardrailsBlockedError]:
     return _BLOCKED_ERRORS.get(status_error_class(status_code), GuardrailsBlockedError)
 
 
+def translate(
+    error: Exception,
+    mapping: Mapping[type[BaseException], type[EnkryptError]],
+    **kwargs: Any,
+) -> EnkryptError | None:
+    """Our error for a foreign ``error``: the first matching type of ``mapping``.
+
+    None when no entry matches. Raise the result ``from scrub(error)``, so the
+    request headers the original carries are redacted.
+    """
+    for from_exc, to_exc in mapping.items():
+        if isinstance(error, from_exc):
+            return to_exc(str(error) or type(error).__name__, **kwargs)
+    return None
+
+
 @contextlib.contextmanager
 def map_exceptions(
     mapping: Mapping[type[BaseException], type[EnkryptError]], **kwargs: Any
@@ -476,8 +493,7 @@ def map_exceptions(
     try:
         yield
     except Exception as exc:
-        for from_exc, to_exc in mapping.items():
-            if isinstance(exc, from_exc):
-                message = str(exc) or type(exc).__name__
-                raise to_exc(message, **kwargs) from scrub(exc)
-        raise
+        error = translate(exc, mapping, **kwargs)
+        if error is None:
+            raise
+        raise error from scrub(exc)

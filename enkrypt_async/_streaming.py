@@ -8,6 +8,7 @@ resource's module.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from collections.abc import (
     AsyncGenerator,
@@ -30,7 +31,8 @@ from ._exceptions import (
     StreamBusyError,
     StreamConsumedError,
     StreamError,
-    map_exceptions,
+    scrub,
+    translate,
 )
 from ._models._base import Answer
 from ._responses import check_chunk, decode_answer, excerpt, request_id_of
@@ -106,6 +108,8 @@ class Stream(Generic[ChunkT]):
             def answer_as_chunk(data: bytes, request_id: str | None) -> ChunkT:
                 return decode_answer(decoder, data, request_id, stream=True)
 
+        # The chunks of the last read not taken yet: shared by every reader.
+        self._pending: collections.deque[bytes | ChunkT] = collections.deque()
         self._items = _read_items(
             response,
             SSEDecoder(max_event_size=max_event_size),
@@ -176,14 +180,33 @@ class Stream(Generic[ChunkT]):
         # told apart before it reaches the generator mid-read.
         if self._status.closed:
             raise StopAsyncIteration
-        if self._status.reading:
-            raise _busy()
-        item = await self._items.__anext__()
+        pending = self._pending
+        if not pending and not await self._fill():
+            raise StopAsyncIteration
+        item = pending.popleft()
         if isinstance(item, bytes):
             return decode_answer(
                 self._decoder, item, self.request_id, stream=True, chunk=True
             )
         return item
+
+    async def _fill(self) -> bool:
+        """Read the next chunks into the pending ones; False at the end."""
+        if self._status.reading:
+            raise StreamBusyError(
+                "Another task is already reading this stream: read a stream from "
+                "one task only, and hand its chunks to others (an asyncio.Queue)"
+            )
+        try:
+            self._pending.extend(await self._items.__anext__())
+        except StopAsyncIteration:
+            return False
+        return True
+
+    def _checked(self, item: bytes | ChunkT) -> bytes:
+        if isinstance(item, bytes):
+            return check_chunk(item, self.request_id)
+        return msgspec.json.encode(item)
 
     async def iter_data(self) -> AsyncIterator[bytes]:
         """The chunks as the JSON bytes of their events, exactly as received.
@@ -214,29 +237,38 @@ class Stream(Generic[ChunkT]):
             ...             await queue.put(data)
         """
         self.__aiter__()  # a consumed or closed stream raises
-        status = self._status
-        while not status.closed:
-            if status.reading:
-                raise _busy()
+        pending = self._pending
+        while not self._status.closed and (pending or await self._fill()):
+            yield self._checked(pending.popleft())
+
+    async def iter_data_batches(self) -> AsyncIterator[list[bytes]]:
+        """As `iter_data`, in lists: the chunks that arrived in one read together.
+
+        A relay that writes each list at once makes one write per read of the
+        upstream, not one per chunk, and delays nothing: each list is yielded
+        as soon as its read completes. Never an empty list.
+
+        Raises:
+            StreamError: As `iter_data`; the chunks before a bad one in the same
+                read are yielded first.
+        """
+        self.__aiter__()  # a consumed or closed stream raises
+        pending = self._pending
+        while not self._status.closed and (pending or await self._fill()):
+            batch: list[bytes] = []
             try:
-                item = await self._items.__anext__()
-            except StopAsyncIteration:
-                return
-            if isinstance(item, bytes):
-                yield check_chunk(item, self.request_id)
-            else:
-                yield msgspec.json.encode(item)
+                while pending:
+                    batch.append(self._checked(pending[0]))
+                    pending.popleft()
+            except StreamError:
+                if not batch:
+                    raise
+                # The bad chunk stays pending: the next call raises its error.
+            yield batch
 
 
 _CLOSED: Final = _Status()
 _CLOSED.closed = True
-
-
-def _busy() -> StreamBusyError:
-    return StreamBusyError(
-        "Another task is already reading this stream: read a stream from "
-        "one task only, and hand its chunks to others (an asyncio.Queue)"
-    )
 
 
 async def _read_items(
@@ -246,14 +278,15 @@ async def _read_items(
     request_id: str | None,
     max_response_size: int,
     answer_as_chunk: Callable[[bytes, str | None], ChunkT],
-) -> AsyncGenerator[bytes | ChunkT, None]:
-    """Read, frame and stop at ``[DONE]`` or an error; yield each chunk's data.
+) -> AsyncGenerator[list[bytes | ChunkT], None]:
+    """Read, frame and stop at ``[DONE]`` or an error; yield the chunks of each read.
 
-    A chunk is yielded as the bytes of its event's data, left to the reader to
-    decode or check; a whole JSON answer to the stream request, as its one
-    decoded chunk. Whatever ends it (``[DONE]``, an error, cancellation, being
-    closed) releases the response: to the pool when its body was read to the
-    end, else closed.
+    A chunk is the bytes of its event's data, left to the reader to decode or
+    check; a whole JSON answer to the stream request is one decoded chunk. The
+    chunks before an error or ``[DONE]`` in the same read are yielded first.
+    Whatever ends it (``[DONE]``, an error, cancellation, being closed)
+    releases the response: to the pool when its body was read to the end, else
+    closed.
     """
     try:
         if response.content_type == "application/json":
@@ -261,13 +294,18 @@ async def _read_items(
             status.reading = True
             data = await read_body(response, max_response_size)
             status.reading = False
-            yield answer_as_chunk(data, request_id)
+            yield [answer_as_chunk(data, request_id)]
             return
         reader = response.content
         while True:
             status.reading = True
-            with map_exceptions(_STREAM_ERRORS, request_id=request_id):
+            try:
                 data = await reader.readany()
+            except Exception as exc:
+                error = translate(exc, _STREAM_ERRORS, request_id=request_id)
+                if error is None:
+                    raise
+                raise error from scrub(exc)
             status.reading = False
             if not data:
                 sse.close()  # spec: an unterminated event is dropped
@@ -278,13 +316,26 @@ async def _read_items(
             values: Iterable[bytes] | None = sse.feed_data(data)
             if values is None:
                 values = _data_of(sse.feed(data), request_id)
-            for value in values:
-                if value == _DONE:
-                    status.reading = True
-                    await _drain(reader)
-                    return
-                if value:  # an empty event is a keep-alive
-                    yield value
+            chunks: list[bytes | ChunkT] = []
+            done = False
+            failed: StreamError | None = None
+            try:
+                for value in values:
+                    if value == _DONE:
+                        done = True
+                        break
+                    if value:  # an empty event is a keep-alive
+                        chunks.append(value)
+            except StreamError as exc:
+                failed = exc
+            if chunks:
+                yield chunks
+            if failed is not None:
+                raise failed
+            if done:
+                status.reading = True
+                await _drain(reader)
+                return
     except (StreamError, APIConnectionError) as exc:
         if status.closed:  # by `Stream.aclose` from another task
             raise StreamError(

@@ -13,10 +13,11 @@ imports this module: ``import enkrypt_async`` never imports FastAPI or Starlette
   detections, a 429 keeps its ``Retry-After``, a timeout becomes 504 and any other
   upstream failure 502. An upstream error never becomes a 500.
 - `EventSourceResponse` relays a stream as Server-Sent Events: each chunk's JSON
-  exactly as the proxy sent it (`Stream.iter_data`; ``typed=True`` re-encodes the
-  decoded chunks instead), ``data: [DONE]`` at the end, an in-band error event
-  when the stream fails after the headers were sent, and it closes the upstream
-  stream as soon as the response ends or is cancelled (a browser that went away).
+  exactly as the proxy sent it, the chunks of one upstream read in one write
+  (`Stream.iter_data_batches`; ``typed=True`` re-encodes the decoded chunks
+  instead), ``data: [DONE]`` at the end, an in-band error event when the stream
+  fails after the headers were sent, and it closes the upstream stream as soon as
+  the response ends or is cancelled (a browser that went away).
 - `EnkryptJSONResponse` renders any model (a msgspec ``Struct``) with msgspec;
   FastAPI's ``jsonable_encoder`` cannot serialise them, so return one from the
   handler rather than the bare model.
@@ -141,8 +142,11 @@ def enkrypt_lifespan(
     return run
 
 
-def get_enkrypt_client(request: Request) -> EnkryptClient:
+async def get_enkrypt_client(request: Request) -> EnkryptClient:
     """The application's client, as a FastAPI dependency.
+
+    A coroutine function, so that FastAPI calls it on the event loop: a plain
+    function dependency would be run in a worker thread on every request.
 
     Args:
         request: The request being handled (injected by FastAPI).
@@ -297,8 +301,9 @@ async def _relay(stream: Stream[Any], *, typed: bool) -> AsyncIterator[bytes]:
             async for chunk in stream:
                 yield _event(msgspec.json.encode(chunk))
         else:
-            async for data in stream.iter_data():
-                yield _event(data)
+            # One write per read of the upstream, as the bytes arrived together.
+            async for batch in stream.iter_data_batches():
+                yield b"".join([_event(data) for data in batch])
     except APIError as exc:
         error = error_body(exc)["error"]
         del error["param"]
@@ -314,8 +319,9 @@ class EventSourceResponse(StreamingResponse):
 
     Each chunk is sent as ``data: <json>\n\n``, then ``data: [DONE]\n\n``. By
     default ``<json>`` is the chunk's JSON exactly as the proxy sent it: checked
-    to be a JSON object reporting no error (`Stream.iter_data`), not decoded,
-    so fields the library's models do not know reach the client too. With
+    to be a JSON object reporting no error, not decoded, so fields the library's
+    models do not know reach the client too; the chunks that arrived in one read
+    of the upstream go out in one write (`Stream.iter_data_batches`). With
     ``typed=True`` each chunk is decoded and re-encoded with msgspec: only the
     models' fields, in their canonical form.
 

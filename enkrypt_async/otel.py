@@ -467,11 +467,12 @@ class _StreamRecorder:
 async def _observe(
     items: AsyncGenerator[Any, None], recorder: _StreamRecorder
 ) -> AsyncGenerator[Any, None]:
-    """A stream's items, each shown to ``recorder``; the span ends with them."""
+    """A stream's chunks, read by read, each shown to ``recorder``; ends the span."""
     try:
-        async for item in items:
-            recorder.add(item)
-            yield item
+        async for batch in items:
+            for item in batch:
+                recorder.add(item)
+            yield batch
     except GeneratorExit:
         recorder.finish()
         await items.aclose()  # release the response now, not when collected

@@ -18,6 +18,7 @@ failure a 502.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -45,6 +46,14 @@ async def _bad_arguments(request: Request, exc: Exception) -> Response:
     return _invalid_request(str(exc))
 
 
+@functools.cache
+def _named_parameters(create: Callable[..., Any]) -> frozenset[str]:
+    """The keyword-only parameters of a resource's ``create``, read once."""
+    parameters = inspect.signature(create).parameters.values()
+    named = {p.name for p in parameters if p.kind is p.KEYWORD_ONLY}
+    return frozenset(named - {"extra_body"})
+
+
 async def _forward(
     request: Request, create: Callable[..., Awaitable[Any]], required: str
 ) -> Response:
@@ -63,8 +72,8 @@ async def _forward(
         return _invalid_request(f"Missing required parameter: {required}", required)
     body.pop("model", None)
     stream = body.pop("stream", False) is True
-    parameters = inspect.signature(create).parameters.values()
-    known = {p.name for p in parameters if p.kind is p.KEYWORD_ONLY} - {"extra_body"}
+    # The function behind the bound method: one signature per resource.
+    known = _named_parameters(getattr(create, "__func__", create))
     named = {key: value for key, value in body.items() if key in known}
     extra = {key: value for key, value in body.items() if key not in known}
     answer = await create(**named, stream=stream, extra_body=extra or None)

@@ -241,7 +241,7 @@ async def test_dependency_without_the_lifespan_raises_a_clear_error() -> None:
 
     @app.get("/which")
     async def which(request: Request) -> None:
-        get_enkrypt_client(request)
+        await get_enkrypt_client(request)
 
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(

@@ -235,3 +235,42 @@ async def test_a_second_reader_is_refused_while_the_first_waits(
         with pytest.raises(asyncio.CancelledError):
             await first
     assert checked_out(client) == 0
+
+
+async def test_batches_hold_the_chunks_of_each_read_together(
+    make_server: ServerFactory, make_client: ClientFactory, resource: Resource
+) -> None:
+    first = (
+        event(resource.chunk("a")) + b": keep-alive\n\n" + event(resource.chunk("b"))
+    )
+    second = event(resource.chunk("c")) + DONE
+    client = make_client(
+        base_url=await sse_server(make_server, [first, second], pause=0.1)
+    )
+    stream = await resource.create(client, "hi", stream=True)
+    async with stream:
+        batches = [batch async for batch in stream.iter_data_batches()]
+    assert batches == [
+        [resource.chunk("a"), resource.chunk("b")],
+        [resource.chunk("c")],
+    ]
+    assert checked_out(client) == 0
+
+
+async def test_a_batch_yields_the_chunks_before_a_bad_one_then_raises(
+    make_server: ServerFactory, make_client: ClientFactory, resource: Resource
+) -> None:
+    body = event(resource.chunk("a")) + event(b'{"error": "gone"}') + DONE
+    client = make_client(base_url=await sse_server(make_server, [body]))
+    stream = await resource.create(client, "hi", stream=True)
+    seen: list[list[bytes]] = []
+    with pytest.raises(StreamError, match="gone"):
+        await read_batches(stream, seen)
+    assert seen == [[resource.chunk("a")]]
+    assert checked_out(client) == 0
+
+
+async def read_batches(stream: AnyStream, seen: list[list[bytes]]) -> None:
+    async with stream:
+        async for batch in stream.iter_data_batches():
+            seen.append(batch)  # noqa: PERF401 - partial on error
