@@ -159,7 +159,10 @@ def _take_raw(options: RequestOptions) -> bool:
 
 
 def _raw(
-    response: aiohttp.ClientResponse, started: float, parse: Callable[[], S]
+    response: aiohttp.ClientResponse,
+    started: float,
+    parse: Callable[[], S],
+    content: bytes | None = None,
 ) -> RawResponse[S]:
     return RawResponse(
         status_code=response.status,
@@ -168,6 +171,7 @@ def _raw(
         elapsed=datetime.timedelta(seconds=time.monotonic() - started),
         url=str(response.url),
         parse=parse,
+        content=content,
     )
 
 
@@ -556,6 +560,7 @@ class BaseClient:
                 response,
                 started,
                 functools.partial(decode_answer, decoder, data, request_id),
+                data,
             )
         return decode_answer(decoder, data, request_id)
 

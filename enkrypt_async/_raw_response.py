@@ -46,6 +46,7 @@ class RawResponse(Generic[T]):
     """
 
     __slots__ = (
+        "_content",
         "_parse",
         "_parsed",
         "elapsed",
@@ -64,6 +65,7 @@ class RawResponse(Generic[T]):
         elapsed: datetime.timedelta,
         url: str,
         parse: Callable[[], T],
+        content: bytes | None = None,
     ) -> None:
         self.status_code = status_code
         self.headers = headers
@@ -72,6 +74,25 @@ class RawResponse(Generic[T]):
         self.url = url
         self._parse = parse
         self._parsed: object = _UNPARSED
+        self._content = content
+
+    @property
+    def content(self) -> bytes:
+        """The body exactly as received, for a whole answer (not checked).
+
+        To pass an answer on unchanged (a gateway): call `parse` first if the
+        proxy's errors must be raised, then send these bytes.
+
+        Raises:
+            ValueError: This is the response of a stream, whose body is read
+                through the stream `parse` returns.
+        """
+        if self._content is None:
+            raise ValueError(
+                "A stream's raw response has no content: read the stream parse() "
+                "returns (its iter_data() gives each chunk's bytes)"
+            )
+        return self._content
 
     def parse(self) -> T:
         """What ``create`` returns: the decoded answer, or the stream.

@@ -26,7 +26,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from enkrypt_async import ConfigurationError
+from enkrypt_async import ConfigurationError, RawResponse
 from enkrypt_async.fastapi import (
     EnkryptClientDep,
     EnkryptJSONResponse,
@@ -48,19 +48,23 @@ async def _bad_arguments(request: Request, exc: Exception) -> Response:
 
 @functools.cache
 def _named_parameters(create: Callable[..., Any]) -> frozenset[str]:
-    """The keyword-only parameters of a resource's ``create``, read once."""
+    """The keyword-only parameters of a resource's ``create``, read once each."""
     parameters = inspect.signature(create).parameters.values()
     named = {p.name for p in parameters if p.kind is p.KEYWORD_ONLY}
     return frozenset(named - {"extra_body"})
 
 
 async def _forward(
-    request: Request, create: Callable[..., Awaitable[Any]], required: str
+    request: Request,
+    create: Callable[..., Awaitable[RawResponse[Any]]],
+    required: str,
 ) -> Response:
     """Send the request's OpenAI body through ``create`` and relay the answer.
 
-    The parameters ``create`` knows are passed by name, the others in
-    ``extra_body``; ``model`` is dropped, since the deployment decides it.
+    ``create`` is a resource's ``with_raw_response.create``. The parameters it
+    knows are passed by name, the others in ``extra_body``; ``model`` is dropped,
+    since the deployment decides it. The answer goes back as the proxy sent it,
+    with its request id, once the library has checked it.
     """
     try:
         body = await request.json()
@@ -72,12 +76,15 @@ async def _forward(
         return _invalid_request(f"Missing required parameter: {required}", required)
     body.pop("model", None)
     stream = body.pop("stream", False) is True
-    # The function behind the bound method: one signature per resource.
-    known = _named_parameters(getattr(create, "__func__", create))
+    known = _named_parameters(create)
     named = {key: value for key, value in body.items() if key in known}
     extra = {key: value for key, value in body.items() if key not in known}
-    answer = await create(**named, stream=stream, extra_body=extra or None)
-    return EventSourceResponse(answer) if stream else EnkryptJSONResponse(answer)
+    raw = await create(**named, stream=stream, extra_body=extra or None)
+    answer = raw.parse()  # raises the error a 200 answer may report
+    if stream:
+        return EventSourceResponse(answer)
+    headers = {"x-request-id": raw.request_id} if raw.request_id else None
+    return Response(raw.content, media_type="application/json", headers=headers)
 
 
 def create_app(**client_settings: Any) -> FastAPI:
@@ -98,11 +105,13 @@ def create_app(**client_settings: Any) -> FastAPI:
 
     @app.post("/v1/completions")
     async def completions(request: Request, client: EnkryptClientDep) -> Response:
-        return await _forward(request, client.completions.create, "prompt")
+        create = client.completions.with_raw_response.create
+        return await _forward(request, create, "prompt")
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request, client: EnkryptClientDep) -> Response:
-        return await _forward(request, client.chat.completions.create, "messages")
+        create = client.chat.completions.with_raw_response.create
+        return await _forward(request, create, "messages")
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -119,6 +119,20 @@ async def test_raw_response_of_a_stream_parses_to_the_stream(
         assert checked_out(client) == 0
 
 
+async def test_raw_content_is_the_body_as_sent_and_a_stream_has_none(
+    make_server: ServerFactory, make_client: ClientFactory, resource: Resource
+) -> None:
+    body = resource.body("as sent")[:-1] + b', "x_vendor":  [1] }'
+    client = make_client(base_url=await make_server(Recorder(body).handle))
+    raw = await raw_create(resource, client, "hi")
+    assert raw.content == body
+    assert resource.text(raw.parse()) == "as sent"
+    streamed = await raw_create(resource, client, "hi", stream=True)
+    with pytest.raises(ValueError, match="stream"):
+        streamed.content  # noqa: B018
+    await streamed.parse().aclose()
+
+
 async def test_raw_response_raises_error_statuses_at_the_await(
     emu: EnkryptEmulator, resource: Resource
 ) -> None:
