@@ -176,8 +176,6 @@ class Stream(Generic[ChunkT]):
         return self
 
     async def __anext__(self) -> ChunkT:
-        # The generator marks each of its waits for data, so a second reader is
-        # told apart before it reaches the generator mid-read.
         if self._status.closed:
             raise StopAsyncIteration
         pending = self._pending
@@ -192,6 +190,8 @@ class Stream(Generic[ChunkT]):
 
     async def _fill(self) -> bool:
         """Read the next chunks into the pending ones; False at the end."""
+        # The generator marks each of its waits for data, so a second reader is
+        # told apart before it reaches the generator mid-read.
         if self._status.reading:
             raise StreamBusyError(
                 "Another task is already reading this stream: read a stream from "
