@@ -47,6 +47,7 @@ from ._config import (
     check_headers,
     join_tags,
     refresh_cache_value,
+    set_headers,
     setup_logging,
 )
 from ._exceptions import (
@@ -280,7 +281,7 @@ class BaseClient:
         refresh = refresh_cache_value(refresh_cache)
         if refresh is not None:
             headers["X-Enkrypt-Refresh-Cache"] = refresh
-        headers.update(check_headers(default_headers, "default_headers"))
+        set_headers(headers, check_headers(default_headers, "default_headers"))
         return headers
 
     @property
@@ -508,22 +509,20 @@ class BaseClient:
             )
         deployment = options.get("deployment", USE_CLIENT_DEFAULT)
         if not isinstance(deployment, UseClientDefault):
-            headers.update(
-                check_headers({"X-Enkrypt-Deployment": deployment}, "deployment")
+            set_headers(
+                headers,
+                check_headers({"X-Enkrypt-Deployment": deployment}, "deployment"),
             )
         tags = options.get("tags", USE_CLIENT_DEFAULT)
         if not isinstance(tags, UseClientDefault):
-            joined = join_tags(tags)
-            headers.pop("X-Enkrypt-Tags", None)
-            if joined is not None:
-                headers["X-Enkrypt-Tags"] = joined
+            set_headers(headers, {"X-Enkrypt-Tags": join_tags(tags)})
         refresh_cache = options.get("refresh_cache", USE_CLIENT_DEFAULT)
         if not isinstance(refresh_cache, UseClientDefault):
             refresh = refresh_cache_value(refresh_cache)
-            headers.pop("X-Enkrypt-Refresh-Cache", None)
-            if refresh is not None:
-                headers["X-Enkrypt-Refresh-Cache"] = refresh
-        headers.update(check_headers(options.get("extra_headers"), "extra_headers"))
+            set_headers(headers, {"X-Enkrypt-Refresh-Cache": refresh})
+        set_headers(
+            headers, check_headers(options.get("extra_headers"), "extra_headers")
+        )
         timeout = options.get("timeout", USE_CLIENT_DEFAULT)
         limits = (
             self._aiohttp_timeout
@@ -674,12 +673,16 @@ class BaseClient:
     ) -> tuple[HookRequest, dict[str, str]]:
         """Run the request hooks; the request they saw and the headers to send."""
         # A copy without the key: the caller's headers serve every attempt.
-        visible = {name: value for name, value in headers.items() if name != "apikey"}
+        key = {
+            name: value for name, value in headers.items() if name.lower() == "apikey"
+        }
+        visible = {name: value for name, value in headers.items() if name not in key}
         request = HookRequest("POST", url, visible, payload)
         for hook in self._request_hooks:
             await _call(hook, request)
         checked = check_headers(request.headers, "a request hook's headers")
-        checked["apikey"] = headers["apikey"]  # after the hooks: never seen by them
+        # After the hooks, and in place of any key a hook set: they never see it.
+        set_headers(checked, key)
         return request, checked
 
     async def _run_response_hooks(

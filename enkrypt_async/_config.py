@@ -198,6 +198,22 @@ def _header_name(what: str, name: str) -> str:
     return name
 
 
+def set_headers(headers: dict[str, str], values: Mapping[str, str | None]) -> None:
+    """Set ``values`` in ``headers``, replacing a header of the same name in any case.
+
+    Header names are case-insensitive: ``user-agent`` given by a caller must
+    replace our ``User-Agent``, not be sent beside it. A replaced header keeps
+    the spelling already there. None removes the header.
+    """
+    spelled = {name.lower(): name for name in headers}
+    for name, value in values.items():
+        key = spelled.setdefault(name.lower(), name)
+        if value is None:
+            headers.pop(key, None)
+        else:
+            headers[key] = value
+
+
 def check_headers(headers: Mapping[str, str] | None, what: str) -> dict[str, str]:
     """Validate caller-supplied headers and return them as a plain dict."""
     if headers is None:

@@ -349,3 +349,35 @@ async def test_a_hook_that_sets_a_framing_header_is_refused(
 def test_malformed_event_hooks_raise_configuration_error(hooks: Any) -> None:
     with pytest.raises(ConfigurationError, match="event_hooks"):
         EnkryptClient(api_key="k", event_hooks=hooks)
+
+
+async def test_headers_given_in_another_case_replace_ours_and_are_sent_once(
+    make_server: ServerFactory, make_client: ClientFactory, resource: Resource
+) -> None:
+    seen: list[dict[str, list[str]]] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        names = {"user-agent", "x-enkrypt-deployment", "x-enkrypt-tags", "apikey"}
+        seen.append({name: request.headers.getall(name, []) for name in names})
+        return json_response(resource.body("ok"))
+
+    async def forge_key(request: HookRequest) -> None:
+        request.headers["APIKEY"] = "forged by a hook"
+
+    client = make_client(
+        base_url=await make_server(handler),
+        tags="client-tag",
+        default_headers={"user-agent": "mine/1", "x-enkrypt-deployment": "d2"},
+    )
+    await resource.create(client, "hi", extra_headers={"X-ENKRYPT-TAGS": "call-tag"})
+    hooked = client.with_options(event_hooks={"request": [forge_key]}, tags=["v"])
+    await resource.create(hooked, "hi")
+    first, second = seen
+    assert first == {
+        "user-agent": ["mine/1"],
+        "x-enkrypt-deployment": ["d2"],
+        "x-enkrypt-tags": ["call-tag"],
+        "apikey": [API_KEY],
+    }
+    assert second["apikey"] == [API_KEY]
+    assert second["x-enkrypt-tags"] == ["v"]
