@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import msgspec
 from multidict import CIMultiDict
@@ -79,10 +79,10 @@ __all__ = [
     "StreamError",
     "UnprocessableEntityError",
     "map_exceptions",
+    "raise_mapped",
     "redacted",
     "scrub",
     "status_error_class",
-    "translate",
     "upstream_message",
 ]
 
@@ -460,20 +460,26 @@ def blocked_error_class(status_code: int) -> type[GuardrailsBlockedError]:
     return _BLOCKED_ERRORS.get(status_error_class(status_code), GuardrailsBlockedError)
 
 
-def translate(
+def raise_mapped(
     error: Exception,
     mapping: Mapping[type[BaseException], type[EnkryptError]],
     **kwargs: Any,
-) -> EnkryptError | None:
-    """Our error for a foreign ``error``: the first matching type of ``mapping``.
+) -> NoReturn:
+    """Raise our error for a foreign ``error``, or ``error`` itself if none maps.
 
-    None when no entry matches. Raise the result ``from scrub(error)``, so the
-    request headers the original carries are redacted.
+    The first entry of ``mapping`` whose key matches wins, so list subclasses
+    before their bases. The original is kept as ``__cause__``, with the request
+    headers it carries redacted (`scrub`).
+
+    Args:
+        error: The exception being handled.
+        mapping: Foreign exception type to the `EnkryptError` subclass to raise.
+        **kwargs: Extra keyword arguments for the raised error's constructor.
     """
     for from_exc, to_exc in mapping.items():
         if isinstance(error, from_exc):
-            return to_exc(str(error) or type(error).__name__, **kwargs)
-    return None
+            raise to_exc(str(error) or type(error).__name__, **kwargs) from scrub(error)
+    raise error
 
 
 @contextlib.contextmanager
@@ -482,9 +488,7 @@ def map_exceptions(
 ) -> Iterator[None]:
     """Re-raise the first matching exception of ``mapping`` as our own type.
 
-    The first entry whose key matches wins, so list subclasses before their bases.
-    The original exception is kept as ``__cause__``, with the request headers it
-    carries redacted (`scrub`). Cancellation and exits pass untouched.
+    See `raise_mapped`; cancellation and exits pass untouched.
 
     Args:
         mapping: Foreign exception type to the `EnkryptError` subclass to raise.
@@ -493,7 +497,4 @@ def map_exceptions(
     try:
         yield
     except Exception as exc:
-        error = translate(exc, mapping, **kwargs)
-        if error is None:
-            raise
-        raise error from scrub(exc)
+        raise_mapped(exc, mapping, **kwargs)

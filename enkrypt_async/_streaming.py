@@ -31,8 +31,7 @@ from ._exceptions import (
     StreamBusyError,
     StreamConsumedError,
     StreamError,
-    scrub,
-    translate,
+    raise_mapped,
 )
 from ._models._base import Answer
 from ._responses import check_chunk, decode_answer, excerpt, request_id_of
@@ -301,11 +300,8 @@ async def _read_items(
             status.reading = True
             try:
                 data = await reader.readany()
-            except Exception as exc:
-                error = translate(exc, _STREAM_ERRORS, request_id=request_id)
-                if error is None:
-                    raise
-                raise error from scrub(exc)
+            except Exception as exc:  # map_exceptions, without a manager per read
+                raise_mapped(exc, _STREAM_ERRORS, request_id=request_id)
             status.reading = False
             if not data:
                 sse.close()  # spec: an unterminated event is dropped
