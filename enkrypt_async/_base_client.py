@@ -162,13 +162,14 @@ def _take_raw(options: RequestOptions) -> bool:
 def _raw(
     response: aiohttp.ClientResponse,
     started: float,
+    request_id: str | None,
     parse: Callable[[], S],
     content: bytes | None = None,
 ) -> RawResponse[S]:
     return RawResponse(
         status_code=response.status,
         headers=response.headers,
-        request_id=request_id_of(response.headers),
+        request_id=request_id,
         elapsed=datetime.timedelta(seconds=time.monotonic() - started),
         url=str(response.url),
         parse=parse,
@@ -547,7 +548,7 @@ class BaseClient:
         `RawResponse` instead, which decodes on ``parse()``.
         """
         raw = _take_raw(options)
-        started = time.monotonic()
+        started = time.monotonic() if raw else 0.0
         response = await self._send(path, body, options, stream=False)
         try:
             data = await read_body(response, self.max_response_size)
@@ -558,6 +559,7 @@ class BaseClient:
             return _raw(  # type: ignore[return-value]  # see raw_response_wrapper
                 response,
                 started,
+                request_id,
                 functools.partial(decode_answer, decoder, data, request_id),
                 data,
             )
@@ -577,7 +579,7 @@ class BaseClient:
         ``parse()`` returns the stream.
         """
         raw = _take_raw(options)
-        started = time.monotonic()
+        started = time.monotonic() if raw else 0.0
         response = await self._send(path, body, options, stream=True)
         stream = stream_class(
             response,
@@ -586,7 +588,10 @@ class BaseClient:
             max_response_size=self.max_response_size,
         )
         if raw:
-            return _raw(response, started, lambda: stream)  # type: ignore[return-value]
+            request_id = request_id_of(response.headers)
+            return _raw(  # type: ignore[return-value]  # see raw_response_wrapper
+                response, started, request_id, lambda: stream
+            )
         return stream
 
     async def _send(

@@ -48,7 +48,7 @@ async def _bad_arguments(request: Request, exc: Exception) -> Response:
 
 @functools.cache
 def _named_parameters(create: Callable[..., Any]) -> frozenset[str]:
-    """The keyword-only parameters of a resource's ``create``, read once each."""
+    """The keyword-only parameters of a resource's ``create``, read once per class."""
     parameters = inspect.signature(create).parameters.values()
     named = {p.name for p in parameters if p.kind is p.KEYWORD_ONLY}
     return frozenset(named - {"extra_body"})
@@ -76,7 +76,8 @@ async def _forward(
         return _invalid_request(f"Missing required parameter: {required}", required)
     body.pop("model", None)
     stream = body.pop("stream", False) is True
-    known = _named_parameters(create)
+    # Keyed by the resource class's function, so the cache holds no client.
+    known = _named_parameters(getattr(inspect.unwrap(create), "__func__", create))
     named = {key: value for key, value in body.items() if key in known}
     extra = {key: value for key, value in body.items() if key not in known}
     raw = await create(**named, stream=stream, extra_body=extra or None)
