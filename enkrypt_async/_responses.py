@@ -26,11 +26,12 @@ from ._models.guardrails import PolicyDetections, convert_detections
 
 __all__ = [
     "DECODE_ERRORS",
-    "check_chunk",
+    "check_no_error",
     "decode_answer",
     "error_details",
     "error_in",
     "excerpt",
+    "may_report_error",
     "reported_error",
     "request_id_of",
     "status_error",
@@ -126,13 +127,36 @@ def decode_answer(
     return answer
 
 
-def check_chunk(data: bytes, request_id: str | None) -> bytes:
-    """A stream event's data, checked to be a JSON object reporting no error.
+#: In JSON with a top-level ``error`` member, the key is written as is, or with
+#: some of its letters (U+0065, U+0072, U+006F) as ``\u00XX`` escapes: JSON's
+#: only escape that can stand for a letter.
+_ERROR_KEY: Final = b'"error"'
+_ESCAPE: Final = b"\\u00"
+
+
+def may_report_error(data: bytes) -> bool:
+    r"""False when ``data`` cannot be JSON with a top-level ``error`` member.
+
+    Two scans of the bytes, no parsing: True only when ``"error"`` or a
+    ``\u00`` escape occurs anywhere; then `check_no_error` decodes it.
+    """
+    return data.find(_ERROR_KEY) >= 0 or data.find(_ESCAPE) >= 0
+
+
+def check_no_error(data: bytes, request_id: str | None, *, stream: bool) -> bytes:
+    """An answer or a stream event's data, checked to report no error.
+
+    Not parsed otherwise: only data that `may_report_error` is decoded, for its
+    top-level ``error``, and data that is not JSON is returned as it is.
 
     Raises:
-        StreamError: ``data`` is not JSON, or reports an error.
+        APIError: ``data`` is a JSON object with a non-null ``error``
+            (`StreamError` when ``stream``).
     """
-    decode_answer(error_envelope_decoder, data, request_id, stream=True, chunk=True)
+    if may_report_error(data):
+        error = error_in(data)
+        if error is not None:
+            raise reported_error(error, request_id, stream=stream)
     return data
 
 

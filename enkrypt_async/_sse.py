@@ -224,8 +224,8 @@ class SSEDecoder:
             or self._skip_lf
             or self._size
             or self._error is not None
-            or b"\r" in data
-            or b"\n" in data[end:]
+            or data.find(b"\r") >= 0
+            or data.find(b"\n", end) >= 0
         ):
             return None
         head = bytes(self._buf) + data[:end] if self._buf else data[:end]
@@ -237,7 +237,7 @@ class SSEDecoder:
         values = head[6:-2].split(b"\n\ndata: ")
         # With no LF left in any value, every LF was in a separator or in the
         # final blank line: each event was exactly one "data: " line.
-        if b"\n" in b"".join(values):
+        if b"".join(values).find(b"\n") >= 0:
             return None
         self._buf[:] = tail
         self._last_id = self._id_buf  # spec: each blank line sets it

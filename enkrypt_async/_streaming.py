@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import time
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
     Callable,
-    Iterable,
-    Iterator,
     Mapping,
 )
 from types import TracebackType
@@ -34,7 +33,13 @@ from ._exceptions import (
     raise_mapped,
 )
 from ._models._base import Answer
-from ._responses import check_chunk, decode_answer, excerpt, request_id_of
+from ._responses import (
+    check_no_error,
+    decode_answer,
+    excerpt,
+    may_report_error,
+    request_id_of,
+)
 from ._sse import ServerSentEvent, SSEDecoder
 from ._transport import read_body, release
 
@@ -67,11 +72,65 @@ class _Status:
     references is freed, and its connection released, at once.
     """
 
-    __slots__ = ("closed", "reading")
+    __slots__ = ("closed", "reading", "since")
 
     def __init__(self) -> None:
         self.closed = False
         self.reading = False  # the generator waits for data
+        self.since = 0.0  # when its wait for data began (`time.monotonic`)
+
+
+class _ReadTimeout:
+    """A stream's read timeout: one timer for the whole stream.
+
+    It takes over aiohttp's ``sock_read``, which re-arms a timer at every read
+    of the body: when this timer expires, it fails the wait in progress if it
+    began ``seconds`` ago or more, and otherwise sleeps until it could have.
+    """
+
+    __slots__ = ("_handle", "_loop", "_reader", "_seconds", "_status")
+
+    def __init__(
+        self, reader: aiohttp.StreamReader, status: _Status, seconds: float
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._reader = reader
+        self._status = status
+        self._seconds = seconds
+        self._handle = self._loop.call_later(seconds, self._expire)
+
+    @classmethod
+    def take_over(
+        cls, response: aiohttp.ClientResponse, status: _Status
+    ) -> _ReadTimeout | None:
+        """Switch aiohttp's read timeout of ``response`` off; this one instead."""
+        connection = response.connection
+        protocol = None if connection is None else connection.protocol
+        seconds = None if protocol is None else protocol.read_timeout
+        if protocol is None or not seconds:
+            return None
+        # aiohttp reads it at each read: its timer armed last is dropped at
+        # the next one, and a read that never comes is failed by either timer.
+        protocol.read_timeout = None
+        return cls(response.content, status, seconds)
+
+    def _expire(self) -> None:
+        status = self._status
+        if status.closed:
+            return
+        delay = self._seconds
+        if status.reading:
+            delay -= time.monotonic() - status.since
+            if delay <= 0:
+                # As aiohttp's own: the read raises it, and it maps the same.
+                self._reader.set_exception(
+                    aiohttp.SocketTimeoutError("Timeout on reading data from socket")
+                )
+                return
+        self._handle = self._loop.call_later(delay, self._expire)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
 
 
 class Stream(Generic[ChunkT]):
@@ -204,7 +263,7 @@ class Stream(Generic[ChunkT]):
 
     def _checked(self, item: bytes | ChunkT) -> bytes:
         if isinstance(item, bytes):
-            return check_chunk(item, self.request_id)
+            return check_no_error(item, self.request_id, stream=True)
         return msgspec.json.encode(item)
 
     async def iter_data(self) -> AsyncIterator[bytes]:
@@ -212,9 +271,12 @@ class Stream(Generic[ChunkT]):
 
         For relaying a stream without decoding and re-encoding it (see
         `enkrypt_async.fastapi.EventSourceResponse`): each item is the data of one
-        chunk event, checked to be a JSON object that reports no error, so the
-        end of the stream, truncation and errors are handled as by ``async for``.
-        It reads the same stream: chunks taken one way are not seen the other.
+        chunk event, as received. It is checked to report no error (a JSON
+        object with a non-null top-level ``error``), and not parsed otherwise:
+        the end of the stream, truncation and errors are handled as by ``async
+        for``, but a chunk that is not JSON is passed on (``async for``
+        decodes each one). It reads the same stream: chunks taken one way are
+        not seen the other.
         A data value may hold LF characters (JSON whitespace sent as several
         ``data:`` lines).
 
@@ -222,8 +284,7 @@ class Stream(Generic[ChunkT]):
         yielded as its one chunk, re-encoded in the chunk's shape.
 
         Raises:
-            StreamError: The stream was truncated, reported an error, or sent
-                a chunk that is not a JSON object.
+            StreamError: The stream was truncated or reported an error.
             APITimeoutError: No data for longer than the read timeout.
             APIConnectionError: The connection failed mid-stream.
             StreamBusyError: Another task is reading this stream.
@@ -254,16 +315,25 @@ class Stream(Generic[ChunkT]):
         self.__aiter__()  # a consumed or closed stream raises
         pending = self._pending
         while not self._status.closed and (pending or await self._fill()):
-            batch: list[bytes] = []
-            try:
-                while pending:
-                    batch.append(self._checked(pending[0]))
-                    pending.popleft()
-            except StreamError:
-                if not batch:
-                    raise
-                # The bad chunk stays pending: the next call raises its error.
+            batch: list[Any] = list(pending)
+            if type(batch[0]) is bytes and not may_report_error(b"".join(batch)):
+                pending.clear()  # none of these chunks can report an error
+            else:
+                batch = self._take_checked()
             yield batch
+
+    def _take_checked(self) -> list[bytes]:
+        """The pending chunks, each checked, up to a bad one, which stays pending."""
+        pending = self._pending
+        batch: list[bytes] = []
+        try:
+            while pending:
+                batch.append(self._checked(pending[0]))
+                pending.popleft()
+        except StreamError:
+            if not batch:
+                raise
+        return batch
 
 
 _CLOSED: Final = _Status()
@@ -277,7 +347,7 @@ async def _read_items(
     request_id: str | None,
     max_response_size: int,
     answer_as_chunk: Callable[[bytes, str | None], ChunkT],
-) -> AsyncGenerator[list[bytes | ChunkT], None]:
+) -> AsyncGenerator[list[bytes] | list[ChunkT], None]:
     """Read, frame and stop at ``[DONE]`` or an error; yield the chunks of each read.
 
     A chunk is the bytes of its event's data, left to the reader to decode or
@@ -287,6 +357,7 @@ async def _read_items(
     releases the response: to the pool when its body was read to the end, else
     closed.
     """
+    read_timeout: _ReadTimeout | None = None
     try:
         if response.content_type == "application/json":
             # A JSON answer to a stream request is one whole response.
@@ -296,8 +367,10 @@ async def _read_items(
             yield [answer_as_chunk(data, request_id)]
             return
         reader = response.content
+        read_timeout = _ReadTimeout.take_over(response, status)
         while True:
             status.reading = True
+            status.since = time.monotonic()
             try:
                 data = await reader.readany()
             except Exception as exc:  # map_exceptions, without a manager per read
@@ -309,21 +382,15 @@ async def _read_items(
                     "The stream ended without 'data: [DONE]': the answer is truncated",
                     request_id=request_id,
                 )
-            values: Iterable[bytes] | None = sse.feed_data(data)
-            if values is None:
-                values = _data_of(sse.feed(data), request_id)
-            chunks: list[bytes | ChunkT] = []
-            done = False
+            chunks = sse.feed_data(data)
             failed: StreamError | None = None
-            try:
-                for value in values:
-                    if value == _DONE:
-                        done = True
-                        break
-                    if value:  # an empty event is a keep-alive
-                        chunks.append(value)
-            except StreamError as exc:
-                failed = exc
+            if chunks is None:
+                chunks, failed = _data_of(sse.feed(data), request_id)
+            done = _DONE in chunks
+            if done:
+                del chunks[chunks.index(_DONE) :]
+            if b"" in chunks:  # an empty event is a keep-alive
+                chunks = [chunk for chunk in chunks if chunk]
             if chunks:
                 yield chunks
             if failed is not None:
@@ -344,25 +411,34 @@ async def _read_items(
         # given back to the pool half-read.
         status.closed = True
         status.reading = False
+        if read_timeout is not None:
+            read_timeout.cancel()
         release(response)
 
 
-def _data_of(events: list[ServerSentEvent], request_id: str | None) -> Iterator[bytes]:
+def _data_of(
+    events: list[ServerSentEvent], request_id: str | None
+) -> tuple[list[bytes], StreamError | None]:
     """The data of the events that carry chunks, as `SSEDecoder.feed_data` gives.
 
-    ``[DONE]`` whatever the event type; ``event: error`` raises when reached,
-    after the chunks before it; other event types are skipped.
+    ``[DONE]`` whatever the event type, and nothing after it; ``event: error``
+    ends the list and is returned as the error to raise after its chunks; other
+    event types are skipped.
     """
+    values: list[bytes] = []
     for event in events:
         if event.data == "[DONE]":
-            yield _DONE
-        elif event.event == "error":
-            raise StreamError(
+            values.append(_DONE)
+            break
+        if event.event == "error":
+            error = StreamError(
                 f"Error event in stream: {excerpt(event.data)}",
                 request_id=request_id,
             )
-        elif event.event == "message":
-            yield event.data.encode()
+            return values, error
+        if event.event == "message":
+            values.append(event.data.encode())
+    return values, None
 
 
 async def _drain(reader: aiohttp.StreamReader) -> None:

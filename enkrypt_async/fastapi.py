@@ -294,6 +294,13 @@ def _event(data: bytes) -> bytes:
     return b"data: " + data.replace(b"\n", b"\ndata: ") + b"\n\n"
 
 
+def _events(batch: list[bytes]) -> bytes:
+    """The events of ``batch``, each as `_event` frames it."""
+    if b"".join(batch).find(b"\n") >= 0:
+        return b"".join([_event(data) for data in batch])
+    return b"".join((b"data: ", b"\n\ndata: ".join(batch), b"\n\n"))
+
+
 async def _relay(stream: Stream[Any], *, typed: bool) -> AsyncIterator[bytes]:
     """Each chunk as an SSE event, then ``[DONE]`` or an in-band error event."""
     try:
@@ -303,7 +310,7 @@ async def _relay(stream: Stream[Any], *, typed: bool) -> AsyncIterator[bytes]:
         else:
             # One write per read of the upstream, as the bytes arrived together.
             async for batch in stream.iter_data_batches():
-                yield b"".join([_event(data) for data in batch])
+                yield _events(batch)
     except APIError as exc:
         error = error_body(exc)["error"]
         del error["param"]
@@ -319,11 +326,12 @@ class EventSourceResponse(StreamingResponse):
 
     Each chunk is sent as ``data: <json>\n\n``, then ``data: [DONE]\n\n``. By
     default ``<json>`` is the chunk's JSON exactly as the proxy sent it: checked
-    to be a JSON object reporting no error, not decoded, so fields the library's
-    models do not know reach the client too; the chunks that arrived in one read
-    of the upstream go out in one write (`Stream.iter_data_batches`). With
+    to report no error, not parsed otherwise, so fields the library's models do
+    not know reach the client too; the chunks that arrived in one read of the
+    upstream go out in one write (`Stream.iter_data_batches`). With
     ``typed=True`` each chunk is decoded and re-encoded with msgspec: only the
-    models' fields, in their canonical form.
+    models' fields, in their canonical form, and a chunk that is not the
+    expected JSON ends the stream with an error event.
 
     An error after the headers went out is sent in band as
     ``data: {"error": {"message", "type", "code"}}\n\n``, with no ``[DONE]``

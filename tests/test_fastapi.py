@@ -414,15 +414,24 @@ async def test_a_chunk_of_several_data_lines_is_relayed_as_several_lines(
     assert json.loads(received[0].data) == {"choices": [], "id": "c"}
 
 
-@pytest.mark.parametrize(
-    "bad", [b'{"choices": [', b'{"error": {"message": "quota"}}'], ids=["cut", "error"]
-)
-async def test_a_bad_chunk_is_not_relayed_but_becomes_an_error_event(
-    make_server: ServerFactory, bad: bytes
+async def test_a_chunk_reporting_an_error_is_not_relayed_but_becomes_an_error_event(
+    make_server: ServerFactory,
 ) -> None:
+    bad = b'{"error": {"message": "quota"}}'
     body = b"data: " + ODD_CHUNK + b"\n\ndata: " + bad + b"\n\ndata: [DONE]\n\n"
     first, error = events(await relay_of(make_server, body, "/stream"))
     assert first == ODD_CHUNK
+    assert json.loads(error)["error"]["message"] == "The proxy reported an error: quota"
+
+
+async def test_a_chunk_is_relayed_unparsed_by_default_and_refused_when_typed(
+    make_server: ServerFactory,
+) -> None:
+    cut = b'{"choices": ['
+    body = b"data: " + ODD_CHUNK + b"\n\ndata: " + cut + b"\n\ndata: [DONE]\n\n"
+    assert await relay_of(make_server, body, "/stream") == body
+    first, error = events(await relay_of(make_server, body, "/stream/typed"))
+    assert json.loads(first)["choices"][0]["text"] == "a"
     assert set(json.loads(error)) == {"error"}
 
 

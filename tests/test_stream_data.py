@@ -99,22 +99,32 @@ async def test_chunks_split_across_reads_arrive_whole(
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
-        pytest.param(b'{"choices": [', "Malformed chunk", id="cut-json"),
-        pytest.param(b"[1, 2]", "Malformed chunk", id="not-an-object"),
         pytest.param(
             b'{"error": {"message": "quota", "code": 42}}', "quota", id="error-object"
         ),
         pytest.param(b'{"error": "went away"}', "went away", id="error-string"),
+        pytest.param(
+            b'{"id": "c", "choices": [], "error": {"message": "late"}}',
+            "late",
+            id="error-last",
+        ),
+        # JSON's \u escapes spell the same key: a parser reads "error".
+        pytest.param(b'{"\\u0065rror": "escaped"}', "escaped", id="escaped-key"),
+        pytest.param(b'{"err\\u006Fr": "upper hex"}', "upper hex", id="upper-hex"),
     ],
 )
-async def test_a_bad_chunk_raises_after_the_good_ones(
+@pytest.mark.parametrize("together", [False, True], ids=["own-reads", "one-read"])
+async def test_a_chunk_reporting_an_error_raises_after_the_good_ones(
     make_server: ServerFactory,
     make_client: ClientFactory,
     resource: Resource,
     bad: bytes,
     message: str,
+    together: bool,
 ) -> None:
     pieces = [event(resource.chunk("a")), event(bad), DONE]
+    if together:
+        pieces = [b"".join(pieces)]
     client = make_client(base_url=await sse_server(make_server, pieces))
     stream = await resource.create(client, "hi", stream=True)
     seen: list[bytes] = []
@@ -122,6 +132,34 @@ async def test_a_bad_chunk_raises_after_the_good_ones(
         await read_data(stream, seen)
     assert seen == [resource.chunk("a")]
     assert checked_out(client) == 0
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        pytest.param(b'{"choices": [', id="cut-json"),
+        pytest.param(b"[1, 2]", id="not-an-object"),
+        pytest.param(b'{"error": null, "choices": []}', id="null-error"),
+        pytest.param(b'{"choices": [{"text": "an \\"error\\""}]}', id="error-in-text"),
+        pytest.param(b'{"type": "error", "choices": []}', id="error-as-value"),
+        pytest.param(b'{"choices": [{"text": "caf\\u00e9"}]}', id="escape-in-text"),
+        pytest.param(b'{"choices": [], "error": ', id="cut-at-error"),
+    ],
+)
+async def test_chunks_are_relayed_as_received_unless_they_report_an_error(
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
+    chunk: bytes,
+) -> None:
+    # The data is not parsed: only a chunk whose JSON has a non-null top-level
+    # "error" is refused; `async for` is the way to have every chunk decoded.
+    pieces = [event(resource.chunk("a")), event(chunk), DONE]
+    for reads in (pieces, [b"".join(pieces)]):
+        found = await data_of(
+            resource, make_client, await sse_server(make_server, reads)
+        )
+        assert found == [resource.chunk("a"), chunk]
 
 
 @pytest.mark.parametrize("tail", TRUNCATIONS)

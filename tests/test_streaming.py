@@ -91,11 +91,21 @@ async def sse_server(
 
 def one_chunk_then_silence(resource: Resource) -> Handler:
     """A stream handler that sends one chunk, then nothing until the client leaves."""
+    return chunks_then_silence(resource, ["a"])
+
+
+def chunks_then_silence(
+    resource: Resource, texts: Sequence[str], pause: float = 0.0
+) -> Handler:
+    """A stream handler sending a chunk of each text, ``pause`` seconds apart, then
+    nothing until the client leaves."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        await response.write(event(resource.chunk("a")))
+        for text in texts:
+            await response.write(event(resource.chunk(text)))
+            await asyncio.sleep(pause)
         await hold_until_gone(request)
         return response
 
@@ -530,6 +540,37 @@ async def test_slow_but_steady_stream_is_not_cut_by_the_read_timeout(
     )
     stream = await resource.create(client, "hi", stream=True)
     assert await texts(resource, stream) == [str(i) for i in range(6)]
+
+
+async def test_a_stream_silent_after_steady_chunks_hits_the_read_timeout(
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
+) -> None:
+    # Steady for longer than the timeout, then silent: the silence alone counts.
+    steady = [str(i) for i in range(8)]
+    handler = chunks_then_silence(resource, steady, pause=0.1)
+    client = make_client(base_url=await make_server(handler), timeout=Timeout(read=0.3))
+    stream = await resource.create(client, "hi", stream=True)
+    seen: list[str] = []
+    with pytest.raises(APITimeoutError, match="Timeout on reading"):
+        await read_into(resource, stream, seen)
+    assert seen == steady
+    assert checked_out(client) == 0
+
+
+async def test_a_per_call_read_timeout_governs_its_stream(
+    make_server: ServerFactory,
+    make_client: ClientFactory,
+    resource: Resource,
+) -> None:
+    handler = one_chunk_then_silence(resource)
+    client = make_client(base_url=await make_server(handler), timeout=Timeout(read=60))
+    stream = await resource.create(client, "hi", stream=True, timeout=0.3)
+    seen: list[str] = []
+    with pytest.raises(APITimeoutError):
+        await read_into(resource, stream, seen)
+    assert seen == ["a"]
 
 
 async def test_connection_reset_mid_stream_raises_our_error(
