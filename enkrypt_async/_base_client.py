@@ -62,7 +62,12 @@ from ._exceptions import (
 from ._hooks import EventHooks, HookRequest, HookResponse, check_event_hooks
 from ._models._base import Answer
 from ._raw_response import RAW_OPTION, RawResponse
-from ._responses import decode_answer, request_id_of, status_error
+from ._responses import (
+    check_no_error,
+    decode_answer,
+    request_id_of,
+    status_error,
+)
 from ._retry import RETRY_STATUSES, retry_delay
 from ._transport import (
     TRANSPORT_ERRORS,
@@ -556,6 +561,9 @@ class BaseClient:
             release(response)
         request_id = request_id_of(response.headers)
         if raw:
+            # As a stream checks its chunks: an answer reporting an error raises
+            # here, so `RawResponse.content` is never the body of an error.
+            check_no_error(data, request_id, stream=False)
             return _raw(  # type: ignore[return-value]  # see raw_response_wrapper
                 response,
                 started,

@@ -78,10 +78,11 @@ class RawResponse(Generic[T]):
 
     @property
     def content(self) -> bytes:
-        """The body exactly as received, for a whole answer (not checked).
+        """The body exactly as received, for a whole answer.
 
-        To pass an answer on unchanged (a gateway): call `parse` first if the
-        proxy's errors must be raised, then send these bytes.
+        It reports no error: an answer with a top-level ``error`` raised from
+        ``create``, as without ``with_raw_response``. It is not parsed
+        otherwise, so a gateway can send these bytes on unchanged.
 
         Raises:
             ValueError: This is the response of a stream, whose body is read
@@ -100,7 +101,6 @@ class RawResponse(Generic[T]):
         Decoded on the first call; later calls return the same object.
 
         Raises:
-            APIError: The answer reports an error (a top-level ``error``).
             DecodeError: The body is not the expected JSON.
         """
         if self._parsed is _UNPARSED:

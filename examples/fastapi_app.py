@@ -18,20 +18,20 @@ failure a 502.
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from enkrypt_async import ConfigurationError, RawResponse
+from enkrypt_async import ConfigurationError, EnkryptClient, RawResponse
 from enkrypt_async.fastapi import (
-    EnkryptClientDep,
     EnkryptJSONResponse,
     EventSourceResponse,
     enkrypt_lifespan,
+    get_enkrypt_client,
     install_exception_handlers,
 )
 
@@ -46,46 +46,50 @@ async def _bad_arguments(request: Request, exc: Exception) -> Response:
     return _invalid_request(str(exc))
 
 
-@functools.cache
 def _named_parameters(create: Callable[..., Any]) -> frozenset[str]:
-    """The keyword-only parameters of a resource's ``create``, read once per class."""
+    """The keyword-only parameters of a resource's ``create``."""
     parameters = inspect.signature(create).parameters.values()
     named = {p.name for p in parameters if p.kind is p.KEYWORD_ONLY}
     return frozenset(named - {"extra_body"})
 
 
-async def _forward(
-    request: Request,
-    create: Callable[..., Awaitable[RawResponse[Any]]],
+def _gateway(
+    create_of: Callable[[EnkryptClient], Callable[..., Awaitable[RawResponse[Any]]]],
     required: str,
-) -> Response:
-    """Send the request's OpenAI body through ``create`` and relay the answer.
+) -> Callable[[Request], Awaitable[Response]]:
+    """A handler sending the request's OpenAI body through a resource's ``create``.
 
-    ``create`` is a resource's ``with_raw_response.create``. The parameters it
-    knows are passed by name, the others in ``extra_body``; ``model`` is dropped,
-    since the deployment decides it. The answer goes back as the proxy sent it,
-    with its request id, once the library has checked it.
+    ``create_of`` picks the resource's ``with_raw_response.create`` from the
+    client. The parameters it knows are passed by name, the others in
+    ``extra_body``; ``model`` is dropped, since the deployment decides it. The
+    answer goes back as the proxy sent it, with its request id: the library
+    raised the error it may report.
     """
-    try:
-        body = await request.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        return _invalid_request("The body must be a JSON object")
-    if required not in body:
-        return _invalid_request(f"Missing required parameter: {required}", required)
-    body.pop("model", None)
-    stream = body.pop("stream", False) is True
-    # Keyed by the resource class's function, so the cache holds no client.
-    known = _named_parameters(getattr(inspect.unwrap(create), "__func__", create))
-    named = {key: value for key, value in body.items() if key in known}
-    extra = {key: value for key, value in body.items() if key not in known}
-    raw = await create(**named, stream=stream, extra_body=extra or None)
-    answer = raw.parse()  # raises the error a 200 answer may report
-    if stream:
-        return EventSourceResponse(answer)
-    headers = {"x-request-id": raw.request_id} if raw.request_id else None
-    return Response(raw.content, media_type="application/json", headers=headers)
+    known: frozenset[str] = frozenset()
+
+    async def forward(request: Request) -> Response:
+        nonlocal known
+        try:
+            body = msgspec.json.decode(await request.body())
+        except msgspec.DecodeError:
+            body = None
+        if not isinstance(body, dict):
+            return _invalid_request("The body must be a JSON object")
+        if required not in body:
+            return _invalid_request(f"Missing required parameter: {required}", required)
+        create = create_of(await get_enkrypt_client(request))
+        known = known or _named_parameters(create)
+        body.pop("model", None)
+        stream = body.pop("stream", False) is True
+        named = {key: value for key, value in body.items() if key in known}
+        extra = {key: value for key, value in body.items() if key not in known}
+        raw = await create(**named, stream=stream, extra_body=extra or None)
+        if stream:
+            return EventSourceResponse(raw.parse())
+        headers = {"x-request-id": raw.request_id} if raw.request_id else None
+        return Response(raw.content, media_type="application/json", headers=headers)
+
+    return forward
 
 
 def create_app(**client_settings: Any) -> FastAPI:
@@ -104,15 +108,20 @@ def create_app(**client_settings: Any) -> FastAPI:
     install_exception_handlers(app)
     app.add_exception_handler(ConfigurationError, _bad_arguments)
 
-    @app.post("/v1/completions")
-    async def completions(request: Request, client: EnkryptClientDep) -> Response:
-        create = client.completions.with_raw_response.create
-        return await _forward(request, create, "prompt")
-
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request, client: EnkryptClientDep) -> Response:
-        create = client.chat.completions.with_raw_response.create
-        return await _forward(request, create, "messages")
+    # Plain routes: the body is relayed as it is, so FastAPI's parameter parsing
+    # and dependency resolution would only add work to every request.
+    app.add_route(
+        "/v1/completions",
+        _gateway(lambda client: client.completions.with_raw_response.create, "prompt"),
+        methods=["POST"],
+    )
+    app.add_route(
+        "/v1/chat/completions",
+        _gateway(
+            lambda client: client.chat.completions.with_raw_response.create, "messages"
+        ),
+        methods=["POST"],
+    )
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

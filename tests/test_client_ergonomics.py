@@ -19,6 +19,7 @@ from enkrypt_async import (
     APITimeoutError,
     ClientClosedError,
     ConfigurationError,
+    DecodeError,
     EnkryptClient,
     GuardrailsBlockedError,
     HookRequest,
@@ -142,15 +143,26 @@ async def test_raw_response_raises_error_statuses_at_the_await(
         assert checked_out(client) == 0
 
 
-async def test_an_error_inside_a_200_answer_is_raised_by_parse(
+async def test_an_error_inside_a_200_answer_is_raised_by_create(
     make_server: ServerFactory, make_client: ClientFactory, resource: Resource
 ) -> None:
+    # As a stream refuses a chunk reporting an error: `content` is never one.
     handler = Recorder(b'{"error": {"message": "quota exhausted"}}')
     client = make_client(base_url=await make_server(handler.handle))
+    with pytest.raises(APIError, match="quota exhausted") as caught:
+        await raw_create(resource, client, "hi")
+    assert caught.value.request_id == "req-7"
+    assert checked_out(client) == 0
+
+
+async def test_a_malformed_200_answer_is_returned_raw_and_refused_by_parse(
+    make_server: ServerFactory, make_client: ClientFactory, resource: Resource
+) -> None:
+    handler = Recorder(b'{"choices": [')
+    client = make_client(base_url=await make_server(handler.handle))
     raw = await raw_create(resource, client, "hi")
-    assert raw.status_code == 200
-    assert raw.request_id == "req-7"
-    with pytest.raises(APIError, match="quota exhausted"):
+    assert raw.content == b'{"choices": ['
+    with pytest.raises(DecodeError):
         raw.parse()
 
 
