@@ -39,8 +39,8 @@ single boundary with `map_exceptions`; none escapes raw.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import msgspec
@@ -482,19 +482,33 @@ def raise_mapped(
     raise error
 
 
-@contextlib.contextmanager
-def map_exceptions(
-    mapping: Mapping[type[BaseException], type[EnkryptError]], **kwargs: Any
-) -> Iterator[None]:
+class map_exceptions:
     """Re-raise the first matching exception of ``mapping`` as our own type.
 
-    See `raise_mapped`; cancellation and exits pass untouched.
+    A context manager; see `raise_mapped`. Cancellation and exits pass
+    untouched.
 
     Args:
         mapping: Foreign exception type to the `EnkryptError` subclass to raise.
         **kwargs: Extra keyword arguments for the raised error's constructor.
     """
-    try:
-        yield
-    except Exception as exc:
-        raise_mapped(exc, mapping, **kwargs)
+
+    __slots__ = ("_kwargs", "_mapping")
+
+    def __init__(
+        self, mapping: Mapping[type[BaseException], type[EnkryptError]], **kwargs: Any
+    ) -> None:
+        self._mapping = mapping
+        self._kwargs = kwargs
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, Exception):
+            raise_mapped(exc, self._mapping, **self._kwargs)

@@ -102,8 +102,11 @@ def create_app(**client_settings: Any) -> FastAPI:
     Returns:
         The FastAPI application.
     """
+    # No /docs or /openapi.json: the gateway's API is OpenAI's, documented there.
     app = FastAPI(
-        title="Enkrypt guarded gateway", lifespan=enkrypt_lifespan(**client_settings)
+        title="Enkrypt guarded gateway",
+        lifespan=enkrypt_lifespan(**client_settings),
+        openapi_url=None,
     )
     install_exception_handlers(app)
     app.add_exception_handler(ConfigurationError, _bad_arguments)
