@@ -397,6 +397,7 @@ async def _read_items(
                 raise failed
             if done:
                 status.reading = True
+                status.since = time.monotonic()
                 await _drain(reader)
                 return
     except (StreamError, APIConnectionError) as exc:
