@@ -480,7 +480,34 @@ def chart(data: dict[str, Any], path: Path) -> None:
             False,
         ),
     ]
-    fig, axes = plt.subplots(4, 2, figsize=(12, 15))
+    relay = (data.get("relay") or {}).get("instructions")
+    if relay:
+        # Imported here: `_relay_report` builds on this module's `Target`.
+        from ._relay_report import LABELS as GATEWAYS
+
+        def gateways(*loads: str) -> Series:
+            colours = {"floor": COLORS["bare"], "enkrypt": COLORS["enkrypt"]}
+            return {
+                GATEWAYS[k]: (colours.get(k, COLORS["openai"]), [v[n] for n in loads])
+                for k, v in relay.items()
+            }
+
+        panels += [
+            (
+                ["2,048-chunk stream", "paced (1 per read)", "chat stream"],
+                gateways("stream", "paced", "chat"),
+                "relay gateway: instructions per chunk (log)",
+                True,
+            ),
+            (
+                ["whole answer"],
+                gateways("request"),
+                "relay gateway: instructions per request (log)",
+                True,
+            ),
+        ]
+    rows = len(panels) // 2
+    fig, axes = plt.subplots(rows, 2, figsize=(12, 3.75 * rows))
     for number, (ax, (groups, values, title, log)) in enumerate(
         zip(axes.flat, panels, strict=True)
     ):
