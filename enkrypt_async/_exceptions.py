@@ -39,8 +39,8 @@ single boundary with `map_exceptions`; none escapes raw.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from types import TracebackType
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import msgspec
@@ -482,33 +482,19 @@ def raise_mapped(
     raise error
 
 
-class map_exceptions:
+@contextlib.contextmanager
+def map_exceptions(
+    mapping: Mapping[type[BaseException], type[EnkryptError]], **kwargs: Any
+) -> Iterator[None]:
     """Re-raise the first matching exception of ``mapping`` as our own type.
 
-    A context manager; see `raise_mapped`. Cancellation and exits pass
-    untouched.
+    See `raise_mapped`; cancellation and exits pass untouched.
 
     Args:
         mapping: Foreign exception type to the `EnkryptError` subclass to raise.
         **kwargs: Extra keyword arguments for the raised error's constructor.
     """
-
-    __slots__ = ("_kwargs", "_mapping")
-
-    def __init__(
-        self, mapping: Mapping[type[BaseException], type[EnkryptError]], **kwargs: Any
-    ) -> None:
-        self._mapping = mapping
-        self._kwargs = kwargs
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if isinstance(exc, Exception):
-            raise_mapped(exc, self._mapping, **self._kwargs)
+    try:
+        yield
+    except Exception as exc:
+        raise_mapped(exc, mapping, **kwargs)
